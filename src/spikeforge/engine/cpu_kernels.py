@@ -1,0 +1,227 @@
+"""Compiled (Numba) event-driven CPU kernels for LIF / LI layers: forward and EventProp adjoint.
+
+Conventions shared with :mod:`spikeforge.engine.reference` (which is the slow, obviously
+correct version of the same maths; tests compare the two):
+
+Per time step n the forward does, in this order,
+  1. exact integration over the step:  V = a_m V + g I ;  I = a_s I
+  2. (LIF) threshold: V >= theta -> record spike (n, j, I_j), V = 0
+     (LI) record V[n]
+  3. input arrival: I += sum over input events at n of value * W_in[unit, :]
+                    (+ W_rec[j, :] for every own spike j at n)
+
+The backward walks the steps in reverse with adjoints lam_V = dL/dV, lam_I = dL/dI at
+t_n^+ and undoes these operations (3, 2, 1):
+  3'. dW[unit, :] += value * lam_I ; an input spike's timing sensitivity is
+      dL/dt = value * sum_j W[unit, j] (lam_I_j / tau_syn_j - lam_V_j / tau_mem_j)
+  2'. (LIF) for a spike of j with current I_k and total timing sensitivity dL/dt_k:
+      lam_V_j <- (lam_V_j I_k - tau_mem_j dL/dt_k) / max(I_k - theta_j, min_vdot)
+      (LI)  lam_V += dL/dV[n]
+  1'. lam_I = a_s lam_I + g lam_V ; lam_V = a_m lam_V
+Weights are stored [pre, post] so a presynaptic row is contiguous.
+Batches run in parallel (prange); weight gradients are accumulated per chunk and summed.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+
+@njit(cache=True, parallel=True)
+def lif_forward(
+    in_ptr, in_step, in_unit, in_value, w_in, w_rec,
+    alpha_mem, alpha_syn, syn_gain, threshold, n_steps,
+    out_step, out_unit, out_isyn, out_count,
+):  # fmt: skip
+    """Simulate LIF layers for a batch; spikes go to padded [B, cap] buffers.
+
+    ``out_count[b]`` is the true spike count of sample b; if it exceeds ``cap`` the
+    caller must re-run with a larger buffer (spikes past ``cap`` are not stored).
+    """
+    n_batch = in_ptr.shape[0] - 1
+    n_out = w_in.shape[1]
+    cap = out_step.shape[1]
+    has_rec = w_rec.shape[0] > 0
+    for b in prange(n_batch):
+        v = np.zeros(n_out, dtype=w_in.dtype)
+        i_syn = np.zeros(n_out, dtype=w_in.dtype)
+        p = in_ptr[b]
+        p_end = in_ptr[b + 1]
+        count = 0
+        for n in range(n_steps):
+            for j in range(n_out):
+                v[j] = alpha_mem[j] * v[j] + syn_gain[j] * i_syn[j]
+                i_syn[j] = alpha_syn[j] * i_syn[j]
+            first = count
+            for j in range(n_out):
+                if v[j] >= threshold[j]:
+                    if count < cap:
+                        out_step[b, count] = n
+                        out_unit[b, count] = j
+                        out_isyn[b, count] = i_syn[j]
+                    count += 1
+                    v[j] = 0.0
+            while p < p_end and in_step[p] == n:
+                row = in_unit[p]
+                val = in_value[p]
+                for j in range(n_out):
+                    i_syn[j] += val * w_in[row, j]
+                p += 1
+            if has_rec:
+                last = min(count, cap)
+                for k in range(first, last):
+                    row = out_unit[b, k]
+                    for j in range(n_out):
+                        i_syn[j] += w_rec[row, j]
+        out_count[b] = count
+
+
+@njit(cache=True, parallel=True)
+def li_forward(
+    in_ptr, in_step, in_unit, in_value, w_in, alpha_mem, alpha_syn, syn_gain, n_steps, v_out
+):
+    """Simulate leaky-integrator readouts; writes V after integration at every step into
+    ``v_out`` [B, T, n_out]."""
+    n_batch = in_ptr.shape[0] - 1
+    n_out = w_in.shape[1]
+    for b in prange(n_batch):
+        v = np.zeros(n_out, dtype=w_in.dtype)
+        i_syn = np.zeros(n_out, dtype=w_in.dtype)
+        p = in_ptr[b]
+        p_end = in_ptr[b + 1]
+        for n in range(n_steps):
+            for j in range(n_out):
+                v[j] = alpha_mem[j] * v[j] + syn_gain[j] * i_syn[j]
+                i_syn[j] = alpha_syn[j] * i_syn[j]
+                v_out[b, n, j] = v[j]
+            while p < p_end and in_step[p] == n:
+                row = in_unit[p]
+                val = in_value[p]
+                for j in range(n_out):
+                    i_syn[j] += val * w_in[row, j]
+                p += 1
+
+
+@njit(cache=True)
+def _input_step_backward(
+    p, p_start, n, in_step, in_unit, in_value, w_in, lam_v, lam_i, inv_tau_mem, inv_tau_syn,
+    grad_w, in_dldt, want_timing,
+):  # fmt: skip
+    """Undo the arrival of the input events at step n (walking p downwards); returns new p."""
+    n_out = w_in.shape[1]
+    while p >= p_start and in_step[p] == n:
+        row = in_unit[p]
+        val = in_value[p]
+        acc = 0.0
+        for j in range(n_out):
+            grad_w[row, j] += val * lam_i[j]
+            if want_timing:
+                acc += w_in[row, j] * (lam_i[j] * inv_tau_syn[j] - lam_v[j] * inv_tau_mem[j])
+        if want_timing:
+            in_dldt[p] = val * acc
+        p -= 1
+    return p
+
+
+@njit(cache=True, parallel=True)
+def lif_backward(
+    in_ptr, in_step, in_unit, in_value, w_in, w_rec,
+    alpha_mem, alpha_syn, syn_gain, threshold, tau_mem, tau_syn, n_steps,
+    sp_ptr, sp_step, sp_unit, sp_isyn, sp_dldt, min_vdot,
+    grad_w_in_parts, grad_w_rec_parts, in_dldt, want_timing, lam_i_trace, want_trace,
+):  # fmt: skip
+    """EventProp adjoint of :func:`lif_forward` (see module docstring).
+
+    sp_*: the layer's own spikes (flat CSR, sorted by step within a sample) and
+    ``sp_dldt`` the timing sensitivity dL/dt_k each received from its consumers.
+    Outputs: per-chunk weight gradients, ``in_dldt`` [E_in] timing sensitivity of each
+    input event (if want_timing) and ``lam_i_trace`` [B, T, n_out] (if want_trace).
+    """
+    n_batch = in_ptr.shape[0] - 1
+    n_out = w_in.shape[1]
+    n_chunks = grad_w_in_parts.shape[0]
+    has_rec = w_rec.shape[0] > 0
+    inv_tau_mem = 1.0 / tau_mem
+    inv_tau_syn = 1.0 / tau_syn
+    for c in prange(n_chunks):
+        grad_w_in = grad_w_in_parts[c]
+        grad_w_rec = grad_w_rec_parts[c]
+        lam_v = np.zeros(n_out, dtype=w_in.dtype)
+        lam_i = np.zeros(n_out, dtype=w_in.dtype)
+        step_dldt = np.zeros(n_out, dtype=w_in.dtype)
+        for b in range(c, n_batch, n_chunks):
+            lam_v[:] = 0.0
+            lam_i[:] = 0.0
+            p_start = in_ptr[b]
+            p = in_ptr[b + 1] - 1
+            while p >= p_start and in_step[p] >= n_steps:
+                p -= 1
+            k_start = sp_ptr[b]
+            k = sp_ptr[b + 1] - 1
+            for n in range(n_steps - 1, -1, -1):
+                p = _input_step_backward(
+                    p, p_start, n, in_step, in_unit, in_value, w_in, lam_v, lam_i,
+                    inv_tau_mem, inv_tau_syn, grad_w_in, in_dldt, want_timing,
+                )  # fmt: skip
+                k_hi = k
+                while k >= k_start and sp_step[k] == n:
+                    row = sp_unit[k]
+                    acc = 0.0
+                    if has_rec:
+                        for j in range(n_out):
+                            grad_w_rec[row, j] += lam_i[j]
+                            acc += w_rec[row, j] * (
+                                lam_i[j] * inv_tau_syn[j] - lam_v[j] * inv_tau_mem[j]
+                            )
+                    step_dldt[k_hi - k] = acc + sp_dldt[k]
+                    k -= 1
+                for q in range(k_hi, k, -1):
+                    row = sp_unit[q]
+                    denom = max(sp_isyn[q] - threshold[row], min_vdot)
+                    lam_v[row] = (
+                        lam_v[row] * sp_isyn[q] - tau_mem[row] * step_dldt[k_hi - q]
+                    ) / denom
+                if want_trace:
+                    for j in range(n_out):
+                        lam_i_trace[b, n, j] = lam_i[j]
+                for j in range(n_out):
+                    lam_i[j] = alpha_syn[j] * lam_i[j] + syn_gain[j] * lam_v[j]
+                    lam_v[j] = alpha_mem[j] * lam_v[j]
+
+
+@njit(cache=True, parallel=True)
+def li_backward(
+    in_ptr, in_step, in_unit, in_value, w_in, alpha_mem, alpha_syn, syn_gain,
+    tau_mem, tau_syn, n_steps, grad_v, grad_w_in_parts, in_dldt, want_timing,
+    lam_i_trace, want_trace,
+):  # fmt: skip
+    """Adjoint of :func:`li_forward` for the forcing ``grad_v`` = dL/dV [B, T, n_out]."""
+    n_batch = in_ptr.shape[0] - 1
+    n_out = w_in.shape[1]
+    n_chunks = grad_w_in_parts.shape[0]
+    inv_tau_mem = 1.0 / tau_mem
+    inv_tau_syn = 1.0 / tau_syn
+    for c in prange(n_chunks):
+        grad_w_in = grad_w_in_parts[c]
+        lam_v = np.zeros(n_out, dtype=w_in.dtype)
+        lam_i = np.zeros(n_out, dtype=w_in.dtype)
+        for b in range(c, n_batch, n_chunks):
+            lam_v[:] = 0.0
+            lam_i[:] = 0.0
+            p_start = in_ptr[b]
+            p = in_ptr[b + 1] - 1
+            while p >= p_start and in_step[p] >= n_steps:
+                p -= 1
+            for n in range(n_steps - 1, -1, -1):
+                p = _input_step_backward(
+                    p, p_start, n, in_step, in_unit, in_value, w_in, lam_v, lam_i,
+                    inv_tau_mem, inv_tau_syn, grad_w_in, in_dldt, want_timing,
+                )  # fmt: skip
+                if want_trace:
+                    for j in range(n_out):
+                        lam_i_trace[b, n, j] = lam_i[j]
+                for j in range(n_out):
+                    lam_v[j] += grad_v[b, n, j]
+                    lam_i[j] = alpha_syn[j] * lam_i[j] + syn_gain[j] * lam_v[j]
+                    lam_v[j] = alpha_mem[j] * lam_v[j]

@@ -1,0 +1,246 @@
+"""Engine entry points for one layer: forward and EventProp backward on sparse events.
+
+Two backends compute the same thing:
+  * ``"event"``     compiled, event-driven Numba kernels (:mod:`cpu_kernels`), default on CPU;
+  * ``"reference"`` dense NumPy loops (:mod:`reference`), for checking.
+Both take and return :class:`Events`, so callers never see the difference.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numba
+import numpy as np
+
+from spikeforge.engine import cpu_kernels, reference
+from spikeforge.engine.events import Events
+from spikeforge.errors import SpikeforgeError
+from spikeforge.model.neurons import LIFParams
+
+BACKENDS = ("event", "reference")
+DEFAULT_MIN_VDOT = 1e-2
+"""Lower bound on tau_mem * dV/dt = I - theta at a spike in the adjoint jump (avoids
+division by ~0 for grazing threshold crossings)."""
+
+_capacity_hint: dict[tuple[int, int], int] = {}
+
+
+@dataclass(frozen=True)
+class NeuronArrays:
+    """Per-neuron parameter vectors [N] in the compute dtype, derived from :class:`LIFParams`."""
+
+    alpha_mem: np.ndarray
+    alpha_syn: np.ndarray
+    syn_gain: np.ndarray
+    threshold: np.ndarray
+    tau_mem: np.ndarray
+    tau_syn: np.ndarray
+
+    @classmethod
+    def from_params(cls, params: LIFParams, size: int, dt: float, dtype) -> NeuronArrays:
+        decays = params.decays(dt)
+
+        def full(value: float) -> np.ndarray:
+            return np.full(size, value, dtype=dtype)
+
+        return cls(
+            alpha_mem=full(decays.alpha_mem),
+            alpha_syn=full(decays.alpha_syn),
+            syn_gain=full(decays.syn_gain),
+            threshold=full(params.threshold if params.spiking else np.inf),
+            tau_mem=full(params.tau_mem),
+            tau_syn=full(params.tau_syn),
+        )
+
+
+@dataclass
+class LayerGrads:
+    """Gradients of one layer's backward pass.
+
+    grad_w_in [in, N], grad_w_rec [N, N] or None, input_dldt [E_in] timing sensitivity of
+    each input event (None unless requested), lam_i_trace [B, T, N] dL/dI after each
+    step's input (None unless requested; gives dL/dx = lam_i_trace @ W_in^T).
+    """
+
+    grad_w_in: np.ndarray
+    grad_w_rec: np.ndarray | None
+    input_dldt: np.ndarray | None
+    lam_i_trace: np.ndarray | None
+
+
+def _check_backend(backend: str) -> None:
+    if backend not in BACKENDS:
+        raise SpikeforgeError(f"unknown engine backend {backend!r}; choose one of {BACKENDS}")
+
+
+def _n_chunks(n_batch: int) -> int:
+    return max(1, min(n_batch, numba.get_num_threads()))
+
+
+def _empty_rec(w_in: np.ndarray) -> np.ndarray:
+    return np.zeros((0, w_in.shape[1]), dtype=w_in.dtype)
+
+
+def lif_forward(
+    inputs: Events,
+    w_in: np.ndarray,
+    w_rec: np.ndarray | None,
+    neurons: NeuronArrays,
+    backend: str = "event",
+) -> Events:
+    """Run a LIF layer; returns its spikes (with the synaptic current at each spike)."""
+    _check_backend(backend)
+    inputs = inputs.astype(w_in.dtype)
+    if backend == "reference":
+        spikes, isyn = reference.lif_forward(
+            inputs.to_dense(), w_in, w_rec, neurons.alpha_mem, neurons.alpha_syn,
+            neurons.syn_gain, neurons.threshold,
+        )  # fmt: skip
+        out = Events.from_dense(spikes)
+        out.isyn = isyn[out.sample_index(), out.step, out.unit]
+        return out
+    n_batch, n_steps, n_out = inputs.n_batch, inputs.n_steps, w_in.shape[1]
+    key = (n_steps, n_out)
+    cap = max(64, _capacity_hint.get(key, n_steps * n_out // 50 + 64))
+    while True:
+        cap = min(cap, n_steps * n_out)
+        out_step = np.empty((n_batch, cap), dtype=np.int32)
+        out_unit = np.empty((n_batch, cap), dtype=np.int32)
+        out_isyn = np.empty((n_batch, cap), dtype=w_in.dtype)
+        out_count = np.zeros(n_batch, dtype=np.int64)
+        cpu_kernels.lif_forward(
+            inputs.ptr, inputs.step, inputs.unit, inputs.value, w_in,
+            _empty_rec(w_in) if w_rec is None else w_rec,
+            neurons.alpha_mem, neurons.alpha_syn, neurons.syn_gain, neurons.threshold,
+            n_steps, out_step, out_unit, out_isyn, out_count,
+        )  # fmt: skip
+        most = int(out_count.max()) if n_batch else 0
+        if most <= cap:
+            break
+        cap = int(most * 1.25) + 16
+    _capacity_hint[key] = int(most * 1.25) + 16
+    mask = np.arange(cap)[None, :] < out_count[:, None]
+    ptr = np.zeros(n_batch + 1, dtype=np.int64)
+    np.cumsum(out_count, out=ptr[1:])
+    return Events(
+        n_batch, n_steps, n_out, ptr, out_step[mask], out_unit[mask],
+        np.ones(int(ptr[-1]), dtype=w_in.dtype), out_isyn[mask],
+    )  # fmt: skip
+
+
+def li_forward(
+    inputs: Events, w_in: np.ndarray, neurons: NeuronArrays, backend: str = "event"
+) -> np.ndarray:
+    """Run a leaky-integrator readout; returns V [B, T, N]."""
+    _check_backend(backend)
+    inputs = inputs.astype(w_in.dtype)
+    if backend == "reference":
+        return reference.li_forward(
+            inputs.to_dense(), w_in, neurons.alpha_mem, neurons.alpha_syn, neurons.syn_gain
+        )
+    v_out = np.empty((inputs.n_batch, inputs.n_steps, w_in.shape[1]), dtype=w_in.dtype)
+    cpu_kernels.li_forward(
+        inputs.ptr, inputs.step, inputs.unit, inputs.value, w_in,
+        neurons.alpha_mem, neurons.alpha_syn, neurons.syn_gain, inputs.n_steps, v_out,
+    )  # fmt: skip
+    return v_out
+
+
+def _gather(dense: np.ndarray, events: Events) -> np.ndarray:
+    """Per-event share of a dense [B, T, units] array (events may coincide)."""
+    index = (events.sample_index(), events.step, events.unit)
+    totals = events.to_dense()[index]
+    return dense[index] * events.value / totals
+
+
+def lif_backward(
+    inputs: Events,
+    spikes: Events,
+    w_in: np.ndarray,
+    w_rec: np.ndarray | None,
+    neurons: NeuronArrays,
+    spike_dldt: np.ndarray,
+    want_input_timing: bool,
+    want_trace: bool,
+    min_vdot: float = DEFAULT_MIN_VDOT,
+    backend: str = "event",
+) -> LayerGrads:
+    """EventProp backward of a LIF layer given dL/dt_k of each of its spikes (``spike_dldt``)."""
+    _check_backend(backend)
+    inputs = inputs.astype(w_in.dtype)
+    spike_dldt = spike_dldt.astype(w_in.dtype, copy=False)
+    if backend == "reference":
+        x = inputs.to_dense()
+        dense_dldt = np.zeros((spikes.n_batch, spikes.n_steps, spikes.n_units), w_in.dtype)
+        dense_dldt[spikes.sample_index(), spikes.step, spikes.unit] = spike_dldt
+        spike_dense = spikes.to_dense(w_in.dtype)
+        isyn_dense = np.zeros_like(spike_dense)
+        isyn_dense[spikes.sample_index(), spikes.step, spikes.unit] = spikes.isyn
+        gw_in, gw_rec, in_dldt, trace = reference.lif_backward(
+            x, w_in, w_rec, spike_dense, isyn_dense, dense_dldt, neurons.alpha_mem,
+            neurons.alpha_syn, neurons.syn_gain, neurons.threshold, neurons.tau_mem,
+            neurons.tau_syn, min_vdot,
+        )  # fmt: skip
+        return LayerGrads(
+            gw_in, gw_rec, _gather(in_dldt, inputs) if want_input_timing else None,
+            trace if want_trace else None,
+        )  # fmt: skip
+    chunks = _n_chunks(inputs.n_batch)
+    gw_in = np.zeros((chunks, *w_in.shape), dtype=w_in.dtype)
+    rec = _empty_rec(w_in) if w_rec is None else w_rec
+    gw_rec = np.zeros((chunks, *rec.shape), dtype=w_in.dtype)
+    in_dldt = np.zeros(inputs.n_events if want_input_timing else 0, dtype=w_in.dtype)
+    trace_shape = (inputs.n_batch, inputs.n_steps, w_in.shape[1]) if want_trace else (0, 0, 0)
+    trace = np.zeros(trace_shape, dtype=w_in.dtype)
+    cpu_kernels.lif_backward(
+        inputs.ptr, inputs.step, inputs.unit, inputs.value, w_in, rec,
+        neurons.alpha_mem, neurons.alpha_syn, neurons.syn_gain, neurons.threshold,
+        neurons.tau_mem, neurons.tau_syn, inputs.n_steps,
+        spikes.ptr, spikes.step, spikes.unit, spikes.isyn, spike_dldt, min_vdot,
+        gw_in, gw_rec, in_dldt, want_input_timing, trace, want_trace,
+    )  # fmt: skip
+    return LayerGrads(
+        gw_in.sum(axis=0),
+        None if w_rec is None else gw_rec.sum(axis=0),
+        in_dldt if want_input_timing else None,
+        trace if want_trace else None,
+    )
+
+
+def li_backward(
+    inputs: Events,
+    w_in: np.ndarray,
+    neurons: NeuronArrays,
+    grad_v: np.ndarray,
+    want_input_timing: bool,
+    want_trace: bool,
+    backend: str = "event",
+) -> LayerGrads:
+    """Backward of an LI readout given dL/dV [B, T, N]."""
+    _check_backend(backend)
+    inputs = inputs.astype(w_in.dtype)
+    grad_v = np.ascontiguousarray(grad_v, dtype=w_in.dtype)
+    if backend == "reference":
+        gw_in, in_dldt, trace = reference.li_backward(
+            inputs.to_dense(), w_in, grad_v, neurons.alpha_mem, neurons.alpha_syn,
+            neurons.syn_gain, neurons.tau_mem, neurons.tau_syn,
+        )  # fmt: skip
+        return LayerGrads(
+            gw_in, None, _gather(in_dldt, inputs) if want_input_timing else None,
+            trace if want_trace else None,
+        )  # fmt: skip
+    chunks = _n_chunks(inputs.n_batch)
+    gw_in = np.zeros((chunks, *w_in.shape), dtype=w_in.dtype)
+    in_dldt = np.zeros(inputs.n_events if want_input_timing else 0, dtype=w_in.dtype)
+    trace_shape = (inputs.n_batch, inputs.n_steps, w_in.shape[1]) if want_trace else (0, 0, 0)
+    trace = np.zeros(trace_shape, dtype=w_in.dtype)
+    cpu_kernels.li_backward(
+        inputs.ptr, inputs.step, inputs.unit, inputs.value, w_in, neurons.alpha_mem,
+        neurons.alpha_syn, neurons.syn_gain, neurons.tau_mem, neurons.tau_syn,
+        inputs.n_steps, grad_v, gw_in, in_dldt, want_input_timing, trace, want_trace,
+    )  # fmt: skip
+    return LayerGrads(
+        gw_in.sum(axis=0), None, in_dldt if want_input_timing else None,
+        trace if want_trace else None,
+    )  # fmt: skip

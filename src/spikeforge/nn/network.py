@@ -1,0 +1,71 @@
+"""SpikingNetwork: a layered SNN built from a :class:`NetworkSpec`.
+
+Hidden LIF layers pass spikes to each other as sparse records (no dense
+[batch, time, neurons] tensors), so training memory grows with the number of spikes.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from spikeforge.engine import Events
+from spikeforge.model.network import NetworkSpec
+from spikeforge.nn.layers import LI, LIF
+from spikeforge.nn.records import SpikeRecord, event_input
+
+
+class SpikingNetwork(nn.Module):
+    """Feed-forward stack of LIF layers ending in an LI readout (or a spiking LIF output).
+
+    ``forward`` takes a dense input ``[B, T, n_inputs]`` or an :class:`Events` batch and
+    returns the readout: membrane voltages ``[B, T, n_out]`` for an LI readout, or the
+    output spikes (dense) for a spiking output layer.
+    """
+
+    def __init__(self, spec: NetworkSpec, backend: str = "auto") -> None:
+        super().__init__()
+        spec.validate()
+        self.spec = spec
+        layers: list[nn.Module] = []
+        n_in = spec.n_inputs
+        for index, layer in enumerate(spec.layers):
+            p = layer.neuron
+            is_last = index == len(spec.layers) - 1
+            if p.spiking:
+                layers.append(
+                    LIF(
+                        n_in, layer.size, recurrent=layer.recurrent, tau_mem=p.tau_mem,
+                        tau_syn=p.tau_syn, threshold=p.threshold, dt=spec.dt,
+                        dense_output=is_last, backend=backend, weight_mean=layer.weight_mean,
+                        weight_std=layer.weight_std, recurrent_std=layer.recurrent_std,
+                    )  # fmt: skip
+                )
+            else:
+                layers.append(
+                    LI(
+                        n_in, layer.size, tau_mem=p.tau_mem, tau_syn=p.tau_syn, dt=spec.dt,
+                        backend=backend, weight_mean=layer.weight_mean,
+                        weight_std=layer.weight_std,
+                    )  # fmt: skip
+                )
+            n_in = layer.size
+        self.layers = nn.ModuleList(layers)
+        self.hidden_outputs: list[torch.Tensor] = []
+
+    @property
+    def spiking_output(self) -> bool:
+        return self.spec.layers[-1].neuron.spiking
+
+    def forward(self, x: torch.Tensor | Events) -> torch.Tensor:
+        if isinstance(x, Events):
+            x = event_input(x, self.layers[0].weight.dtype)
+        self.hidden_outputs = []
+        for layer in self.layers[:-1]:
+            x = layer(x)
+            self.hidden_outputs.append(x)
+        return self.layers[-1](x)
+
+    def spike_records(self) -> list[SpikeRecord]:
+        """Records of every spiking layer from the last forward pass (hidden first)."""
+        return [layer.last_record for layer in self.layers if isinstance(layer, LIF)]

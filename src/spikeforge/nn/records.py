@@ -1,0 +1,59 @@
+"""Spike records: how spiking layers hand sparse spikes and timing gradients to consumers.
+
+Every spikeforge LIF output tensor (dense spikes, or an empty "token" tensor when the
+dense output is switched off) carries a :class:`SpikeRecord` as the attribute
+``_spikeforge_record``. A consumer that understands spikes (a spikeforge layer, a loss on
+spike times, the spike-count regulariser) reads the events from the record and, in its
+backward pass, *adds* dL/dt_k for every spike k to ``record.dldt`` instead of returning a
+dense gradient. The producing layer's backward (which autograd runs after all consumers)
+then folds these timing sensitivities into its EventProp jumps. This keeps gradients
+exact and memory O(spikes) while composing with ordinary torch autograd.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from spikeforge.engine.events import Events
+
+RECORD_ATTRIBUTE = "_spikeforge_record"
+
+
+@dataclass
+class SpikeRecord:
+    """Spikes of one layer for one forward pass, plus the timing gradient of each spike.
+
+    events: the spikes (flat CSR; ``events.isyn`` holds the current at each spike).
+    dt: time step in ms.
+    dldt: float64 [E] accumulated dL/dt_k (ms^-1 units of the loss) from consumers.
+    """
+
+    events: Events
+    dt: float
+    dldt: np.ndarray = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.dldt = np.zeros(self.events.n_events, dtype=np.float64)
+
+
+def attach(tensor: torch.Tensor, record: SpikeRecord) -> torch.Tensor:
+    """Mark ``tensor`` as carrying ``record`` and return it."""
+    setattr(tensor, RECORD_ATTRIBUTE, record)
+    return tensor
+
+
+def record_of(tensor: torch.Tensor) -> SpikeRecord | None:
+    """The spike record carried by ``tensor``, if it came straight from a spikeforge layer."""
+    return getattr(tensor, RECORD_ATTRIBUTE, None)
+
+
+def event_input(events: Events, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """Wrap sparse input events as a layer input (no dense [B, T, C] tensor is built).
+
+    The returned tensor is an empty placeholder; layers read the events from its record.
+    """
+    token = torch.empty(0, dtype=dtype)
+    return attach(token, SpikeRecord(events=events, dt=float("nan")))

@@ -1,0 +1,96 @@
+"""``spikeforge`` command line: a thin layer over the Python API."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from spikeforge import __version__
+from spikeforge.errors import SpikeforgeError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Train spiking neural networks with exact event-based gradients.")
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"spikeforge {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Print the version and exit.")] = False,
+) -> None:
+    """spikeforge: EventProp training, evaluation and export of SNNs."""
+
+
+def _emit(result: dict, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(result))
+    else:
+        for key, value in result.items():
+            print(f"{key}: {value}")
+
+
+@app.command()
+def train(
+    config: Annotated[Path | None, typer.Option(help="YAML config file.")] = None,
+    data: Annotated[str | None, typer.Option(help="Dataset name (digits, yinyang).")] = None,
+    epochs: Annotated[int | None, typer.Option(help="Number of epochs.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
+    out: Annotated[Path | None, typer.Option(help="Run folder (default runs/<data>).")] = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="Override: section.key=value")
+                    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Last stdout line: JSON result.")
+                       ] = False,
+) -> None:
+    """Train a network (EventProp) and write a run folder; re-running resumes it."""
+    from spikeforge.experiments.config import load_config, parse_override
+    from spikeforge.train.trainer import train_run
+
+    overrides = dict(parse_override(item) for item in (set_ or []))
+    flags = {"data.name": data, "train.epochs": epochs, "seed": seed}
+    overrides.update({key: value for key, value in flags.items() if value is not None})
+    resolved = load_config(config, overrides)
+    from spikeforge.data import DATASETS
+
+    if resolved.data.name not in DATASETS:
+        raise SpikeforgeError(
+            f"unknown dataset {resolved.data.name!r}; choose one of {', '.join(sorted(DATASETS))}"
+        )
+    run_dir = out or Path("runs") / resolved.data.name
+    _emit(train_run(resolved, run_dir), as_json)
+
+
+@app.command()
+def evaluate(
+    run_dir: Annotated[Path, typer.Argument(help="Run folder written by `spikeforge train`.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Last stdout line: JSON result.")
+                       ] = False,
+) -> None:
+    """Evaluate a trained run's final model on its test split."""
+    from spikeforge.train.trainer import evaluate_run
+
+    _emit(evaluate_run(run_dir), as_json)
+
+
+def main() -> None:
+    """Entry point: user errors become one line on stderr and exit code 2."""
+    try:
+        app()
+    except SpikeforgeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print("interrupted; re-run the same command to resume", file=sys.stderr)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

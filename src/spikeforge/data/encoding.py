@@ -25,10 +25,7 @@ def latency_encode(
     for row in flat:
         units = np.flatnonzero(row > 0)
         v = row[units]
-        if log:
-            frac = np.log(1.0 / np.clip(v, 1e-2, 1.0)) / np.log(1e2)
-        else:
-            frac = 1.0 - v
+        frac = np.log(1.0 / np.clip(v, 1e-2, 1.0)) / np.log(1e2) if log else 1.0 - v
         steps = np.round((t_min_ms + frac * span) / dt).astype(np.int64)
         out.append((steps, units))
     return out

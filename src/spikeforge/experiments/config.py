@@ -72,6 +72,7 @@ class TrainConfig(_Strict):
     loss: Literal["sum", "sum_exp", "max", "first_spike"] = "sum_exp"
     reg_strength: float = Field(1e-3, ge=0, description="hidden spike-count regulariser")
     reg_target_hz: float = Field(10.0, ge=0)
+    grad_clip: float = Field(0.0, ge=0, description="max gradient norm (0: no clipping)")
     threads: int = Field(0, ge=0, description="CPU threads (0: all cores)")
 
 

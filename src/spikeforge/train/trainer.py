@@ -96,6 +96,8 @@ class Trainer:
             self.optimizer.zero_grad()
             loss, predictions = self._loss_and_predictions(events, labels)
             (loss + self._regulariser()).backward()
+            if cfg.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(self.network.parameters(), cfg.grad_clip)
             self.optimizer.step()
             total_loss += loss.item() * len(labels)
             correct += int((predictions == labels).sum())

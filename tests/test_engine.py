@@ -91,3 +91,19 @@ def test_wrong_input_shape_is_a_clear_error():
 def test_invalid_parameters_are_rejected(kwargs, message):
     with pytest.raises(SpikeforgeError, match=message):
         snn.LIF(3, 3, **kwargs)
+
+
+def test_spike_regulariser_lowers_activity():
+    """Gradient steps on the spike-count penalty alone reduce an over-active layer's rate."""
+    torch.manual_seed(0)
+    layer = snn.LIF(20, 30, weight_mean=1.0)
+    x = torch.from_numpy(_dense_input((8, 100, 20), 0.1, 5)).float()
+    opt = torch.optim.SGD(layer.parameters(), lr=5.0)
+    counts = []
+    for _ in range(5):
+        opt.zero_grad()
+        spikes = layer(x)
+        counts.append(float(spikes.sum()))
+        spike_count_penalty(spikes, target_rate_hz=5.0, strength=1.0).backward()
+        opt.step()
+    assert counts[-1] < 0.8 * counts[0]

@@ -147,6 +147,17 @@ def li_forward(
     return v_out
 
 
+def _backward_buffers(inputs: Events, w_in: np.ndarray, want_timing: bool, want_trace: bool):
+    """Zeroed outputs of a compiled backward kernel: per-chunk weight gradients
+    [chunks, in, N], per-input-event timing [E_in] and the lam_I trace [B, T, N]
+    (empty when not requested)."""
+    chunks = _n_chunks(inputs.n_batch)
+    gw_in = np.zeros((chunks, *w_in.shape), dtype=w_in.dtype)
+    in_dldt = np.zeros(inputs.n_events if want_timing else 0, dtype=w_in.dtype)
+    trace_shape = (inputs.n_batch, inputs.n_steps, w_in.shape[1]) if want_trace else (0, 0, 0)
+    return gw_in, in_dldt, np.zeros(trace_shape, dtype=w_in.dtype)
+
+
 def _gather(dense: np.ndarray, events: Events) -> np.ndarray:
     """Per-event share of a dense [B, T, units] array (events may coincide)."""
     index = (events.sample_index(), events.step, events.unit)
@@ -186,13 +197,9 @@ def lif_backward(
             gw_in, gw_rec, _gather(in_dldt, inputs) if want_input_timing else None,
             trace if want_trace else None,
         )  # fmt: skip
-    chunks = _n_chunks(inputs.n_batch)
-    gw_in = np.zeros((chunks, *w_in.shape), dtype=w_in.dtype)
+    gw_in, in_dldt, trace = _backward_buffers(inputs, w_in, want_input_timing, want_trace)
     rec = _empty_rec(w_in) if w_rec is None else w_rec
-    gw_rec = np.zeros((chunks, *rec.shape), dtype=w_in.dtype)
-    in_dldt = np.zeros(inputs.n_events if want_input_timing else 0, dtype=w_in.dtype)
-    trace_shape = (inputs.n_batch, inputs.n_steps, w_in.shape[1]) if want_trace else (0, 0, 0)
-    trace = np.zeros(trace_shape, dtype=w_in.dtype)
+    gw_rec = np.zeros((gw_in.shape[0], *rec.shape), dtype=w_in.dtype)
     cpu_kernels.lif_backward(
         inputs.ptr, inputs.step, inputs.unit, inputs.value, w_in, rec,
         neurons.alpha_mem, neurons.alpha_syn, neurons.syn_gain, neurons.threshold,
@@ -230,11 +237,7 @@ def li_backward(
             gw_in, None, _gather(in_dldt, inputs) if want_input_timing else None,
             trace if want_trace else None,
         )  # fmt: skip
-    chunks = _n_chunks(inputs.n_batch)
-    gw_in = np.zeros((chunks, *w_in.shape), dtype=w_in.dtype)
-    in_dldt = np.zeros(inputs.n_events if want_input_timing else 0, dtype=w_in.dtype)
-    trace_shape = (inputs.n_batch, inputs.n_steps, w_in.shape[1]) if want_trace else (0, 0, 0)
-    trace = np.zeros(trace_shape, dtype=w_in.dtype)
+    gw_in, in_dldt, trace = _backward_buffers(inputs, w_in, want_input_timing, want_trace)
     cpu_kernels.li_backward(
         inputs.ptr, inputs.step, inputs.unit, inputs.value, w_in, neurons.alpha_mem,
         neurons.alpha_syn, neurons.syn_gain, neurons.tau_mem, neurons.tau_syn,

@@ -53,7 +53,7 @@ def record_of(tensor: torch.Tensor) -> SpikeRecord | None:
 def event_input(events: Events, dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """Wrap sparse input events as a layer input (no dense [B, T, C] tensor is built).
 
-    The returned tensor is an empty placeholder; layers read the events from its record.
+    The returned tensor is empty (a token); layers read the events from its record.
     """
     token = torch.empty(0, dtype=dtype)
     return attach(token, SpikeRecord(events=events, dt=float("nan")))

@@ -107,3 +107,20 @@ def test_spike_regulariser_lowers_activity():
         spike_count_penalty(spikes, target_rate_hz=5.0, strength=1.0).backward()
         opt.step()
     assert counts[-1] < 0.8 * counts[0]
+
+
+def test_first_spike_times_match_dense_spikes():
+    from spikeforge.train import first_spike_times
+
+    torch.manual_seed(1)
+    layer = snn.LIF(10, 6, weight_mean=1.5)
+    spikes = layer((torch.rand(5, 60, 10) < 0.1).float())
+    t_first = first_spike_times(spikes).detach().numpy()
+    dense = spikes.detach().numpy()
+    expected = np.full((5, 6), 60.0)
+    for b, j in np.ndindex(5, 6):
+        fired = np.flatnonzero(dense[b, :, j])
+        if fired.size:
+            expected[b, j] = fired[0]
+    assert (expected < 60).sum() > 10
+    np.testing.assert_array_equal(t_first, expected)

@@ -52,18 +52,12 @@ def train(
 ) -> None:
     """Train a network (EventProp) and write a run folder; re-running resumes it."""
     from spikeforge.experiments.config import load_config, parse_override
-    from spikeforge.train.trainer import train_run
+    from spikeforge.experiments.runner import train_run
 
     overrides = dict(parse_override(item) for item in (set_ or []))
     flags = {"data.name": data, "train.epochs": epochs, "seed": seed}
     overrides.update({key: value for key, value in flags.items() if value is not None})
     resolved = load_config(config, overrides)
-    from spikeforge.data import DATASETS
-
-    if resolved.data.name not in DATASETS:
-        raise SpikeforgeError(
-            f"unknown dataset {resolved.data.name!r}; choose one of {', '.join(sorted(DATASETS))}"
-        )
     run_dir = out or Path("runs") / resolved.data.name
     _emit(train_run(resolved, run_dir), as_json)
 
@@ -75,7 +69,7 @@ def evaluate(
                        ] = False,
 ) -> None:
     """Evaluate a trained run's final model on its test split."""
-    from spikeforge.train.trainer import evaluate_run
+    from spikeforge.experiments.runner import evaluate_run
 
     _emit(evaluate_run(run_dir), as_json)
 

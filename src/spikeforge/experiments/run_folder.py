@@ -23,21 +23,13 @@ from typing import Any
 import torch
 
 from spikeforge import __version__
+from spikeforge.atomic import write_text_atomic
 from spikeforge.errors import SpikeforgeError
 from spikeforge.experiments.config import RunConfig, dump_config
 
 CONFIG, METRICS, CHECKPOINT, MODEL, RESULTS = (
     "config.yaml", "metrics.jsonl", "checkpoint.pt", "model.pt", "results.json",
 )  # fmt: skip
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
 
 
 def prepare_run_folder(out: Path, config: RunConfig) -> bool:

@@ -47,13 +47,21 @@ def _input_grad(x, call: LayerCall, grads: engine.LayerGrads, w_in: torch.Tensor
     return (trace @ w_in.detach().to(trace.dtype)).to(x.dtype)
 
 
+def _nonzero(grad: torch.Tensor) -> bool:
+    """Whether a gradient has any non-zero entry; broadcast zeros (the gradient that
+    record-aware consumers return) are recognised from their strides without a scan."""
+    if all(stride == 0 for stride in grad.stride()):
+        return bool(grad.reshape(-1)[0] != 0)
+    return bool(torch.any(grad != 0))
+
+
 def _spike_dldt(record: SpikeRecord, grad_spikes: torch.Tensor) -> np.ndarray:
     """Timing sensitivities of the spikes: those consumers stored in the record, plus the
     dense gradient of generic consumers converted to a time derivative:
     moving a spike from step n to n+1 changes L by G[n+1] - G[n] (G[T] taken as 0)."""
     dldt = record.dldt.copy()
     record.dldt[:] = 0.0
-    if grad_spikes is not None and grad_spikes.numel() and torch.any(grad_spikes != 0):
+    if grad_spikes is not None and grad_spikes.numel() and _nonzero(grad_spikes):
         g = grad_spikes.detach().cpu().numpy()
         ev = record.events
         b = ev.sample_index()

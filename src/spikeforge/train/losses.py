@@ -55,10 +55,11 @@ class _FirstSpikeTimes(torch.autograd.Function):
         ev = record.events
         t_first = np.full((ev.n_batch, ev.n_units), ev.n_steps * record.dt, dtype=np.float64)
         first_index = np.full((ev.n_batch, ev.n_units), -1, dtype=np.int64)
-        sample = ev.sample_index()
-        # events are sorted by step within a sample: walk backwards so the first wins
-        for k in range(ev.n_events - 1, -1, -1):
-            first_index[sample[k], ev.unit[k]] = k
+        # events are sorted by step within a sample, so the first occurrence of each
+        # (sample, unit) key is that neuron's first spike
+        keys = ev.sample_index() * ev.n_units + ev.unit
+        unique_keys, first = np.unique(keys, return_index=True)
+        first_index.reshape(-1)[unique_keys] = first
         hit = first_index >= 0
         t_first[hit] = ev.step[first_index[hit]] * record.dt
         ctx.record, ctx.first_index, ctx.spikes_shape = record, first_index, spikes.shape
@@ -83,19 +84,14 @@ def first_spike_times(spikes: torch.Tensor) -> torch.Tensor:
 
 
 def first_spike_loss(
-    spikes: torch.Tensor, labels: torch.Tensor, tau0: float = 5.0, alpha: float = 0.01
+    t_first: torch.Tensor, labels: torch.Tensor, tau0: float = 5.0, alpha: float = 0.01
 ) -> torch.Tensor:
-    """Cross-entropy on -t_first / tau0 plus alpha * (exp(t_correct / tau1) - 1), tau1 = 10 tau0."""
-    t_first = first_spike_times(spikes)
+    """Loss on first spike times ``t_first [B, C]`` (ms, from :func:`first_spike_times`):
+    cross-entropy on -t_first / tau0 plus alpha * (exp(t_correct / tau1) - 1), tau1 = 10 tau0.
+    The predicted class is ``t_first.argmin(dim=1)``."""
     ce = F.cross_entropy(-t_first / tau0, labels)
     t_correct = t_first.gather(1, labels[:, None]).squeeze(1)
     return ce + alpha * (torch.exp(t_correct / (10 * tau0)) - 1).mean()
-
-
-def first_spike_prediction(spikes: torch.Tensor) -> torch.Tensor:
-    """Class of the earliest-spiking output neuron ``[B]``."""
-    with torch.no_grad():
-        return first_spike_times(spikes).argmin(dim=1)
 
 
 class _SpikeCountPenalty(torch.autograd.Function):

@@ -2,31 +2,26 @@
 
 from __future__ import annotations
 
-import json
 import math
-import time
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numba
 import numpy as np
 import torch
-from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import Progress
 
-from spikeforge.data import DatasetSplits, SpikeDataset, iterate_batches, load_dataset
-from spikeforge.experiments import run_folder as rf
-from spikeforge.experiments.config import RunConfig
+from spikeforge.data import DatasetSplits, SpikeDataset, iterate_batches
 from spikeforge.nn import SpikingNetwork
-from spikeforge.train.checkpoint import load_checkpoint, save_checkpoint
 from spikeforge.train.losses import (
     first_spike_loss,
-    first_spike_prediction,
+    first_spike_times,
     readout_loss,
     readout_summary,
     spike_count_penalty,
 )
+
+if TYPE_CHECKING:  # the config is plain data handed down by experiments/
+    from spikeforge.experiments.config import RunConfig
 
 
 def build_network(config: RunConfig, splits: DatasetSplits) -> SpikingNetwork:
@@ -67,8 +62,9 @@ class Trainer:
         cfg = self.config.train
         output = self.network(events)
         if cfg.loss == "first_spike":
-            loss = first_spike_loss(output, labels)
-            predictions = first_spike_prediction(output)
+            t_first = first_spike_times(output)
+            loss = first_spike_loss(t_first, labels)
+            predictions = t_first.detach().argmin(dim=1)
         else:
             loss = readout_loss(output, labels, cfg.loss)
             predictions = readout_summary(output.detach(), cfg.loss).argmax(dim=1)
@@ -141,93 +137,3 @@ class Trainer:
         if "optimizer" in state:
             self.optimizer.load_state_dict(state["optimizer"])
         return int(state.get("epoch", 0))
-
-
-def _set_threads(threads: int) -> None:
-    if threads > 0:
-        torch.set_num_threads(threads)
-        numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
-
-
-def train_run(config: RunConfig, out: Path, console: Console | None = None) -> dict[str, Any]:
-    """Train (or resume) a run into folder ``out``; returns the results dictionary."""
-    console = console or Console(stderr=True)
-    _set_threads(config.train.threads)
-    splits = load_dataset(config.data.name, config.data.dt)
-    network = build_network(config, splits)
-    trainer = Trainer(config, splits, network)
-    resuming = rf.prepare_run_folder(out, config)
-    out = Path(out)
-    results_path = out / rf.RESULTS
-    if resuming and results_path.is_file():
-        console.print(f"[green]run in {out} is already complete[/green]")
-        return json.loads(results_path.read_text())
-    start_epoch, metrics, elapsed = 0, [], 0.0
-    if resuming and (out / rf.CHECKPOINT).is_file():
-        state = load_checkpoint(out / rf.CHECKPOINT)
-        start_epoch = trainer.load_state(state)
-        elapsed = float(state.get("train_seconds", 0.0))
-        metrics = [m for m in rf.read_metrics(out) if m["epoch"] <= start_epoch]
-        rf.write_metrics(out, metrics)
-        console.print(f"resuming {out} after epoch {start_epoch}")
-    columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/"
-               "{task.total} batches"), TimeElapsedColumn(), TimeRemainingColumn(),
-               TextColumn("{task.fields[stats]}"))
-    with Progress(*columns, console=console, transient=True) as progress:
-        for epoch in range(start_epoch, config.train.epochs):
-            t0 = time.perf_counter()
-            row = {"epoch": epoch + 1, **trainer.train_epoch(epoch, progress)}
-            elapsed += time.perf_counter() - t0
-            val = trainer.evaluate(splits.val)
-            row.update(val_loss=val.loss, val_accuracy=val.accuracy,
-                       hidden_rate_hz=val.hidden_rate_hz, train_seconds=elapsed)
-            metrics.append(row)
-            rf.write_metrics(out, metrics)
-            save_checkpoint(out / rf.CHECKPOINT,
-                            {**trainer.state(epoch + 1), "train_seconds": elapsed})
-            console.print(
-                f"epoch {epoch + 1:3d}  loss {row['train_loss']:.4f}  "
-                f"train {row['train_accuracy']:.3f}  val {val.accuracy:.3f}  "
-                f"rate {val.hidden_rate_hz:.1f} Hz"
-            )
-    return finish_run(config, trainer, out, metrics, elapsed)
-
-
-def finish_run(config, trainer: Trainer, out: Path, metrics, elapsed: float) -> dict[str, Any]:
-    """Test, write final model, results and plots."""
-    from spikeforge.experiments.plots import plot_learning_curves, plot_raster
-
-    test = trainer.evaluate(trainer.splits.test)
-    save_checkpoint(out / rf.MODEL, {"model": trainer.network.state_dict(),
-                                     "epoch": config.train.epochs})
-    plot_learning_curves(metrics, out / "learning_curves.png")
-    plot_raster(trainer.network, trainer.splits.test, out / "raster.png")
-    results = {
-        "test_accuracy": test.accuracy,
-        "test_loss": test.loss,
-        "val_accuracy": metrics[-1]["val_accuracy"] if metrics else None,
-        "epochs": config.train.epochs,
-        "train_seconds": round(elapsed, 3),
-        "hidden_rate_hz": test.hidden_rate_hz,
-        "run_dir": str(out),
-    }
-    rf.write_text_atomic(out / rf.RESULTS, json.dumps(results, indent=2) + "\n")
-    return results
-
-
-def evaluate_run(out: Path) -> dict[str, Any]:
-    """Evaluate a finished run folder's final model on its test split."""
-    from spikeforge.experiments.config import load_config
-
-    out = Path(out)
-    if not (out / rf.CONFIG).is_file():
-        from spikeforge.errors import SpikeforgeError
-
-        raise SpikeforgeError(f"{out} is not a spikeforge run folder (no {rf.CONFIG})")
-    config = load_config(out / rf.CONFIG)
-    splits = load_dataset(config.data.name, config.data.dt)
-    trainer = Trainer(config, splits, build_network(config, splits))
-    trainer.load_state(load_checkpoint(out / rf.MODEL))
-    test = trainer.evaluate(splits.test)
-    return {"test_accuracy": test.accuracy, "test_loss": test.loss,
-            "hidden_rate_hz": test.hidden_rate_hz, "run_dir": str(out)}

@@ -74,6 +74,21 @@ def evaluate(
     _emit(evaluate_run(run_dir), as_json)
 
 
+# Further commands live in one module each under spikeforge.commands; every module
+# exposes ``register(app)``. Append a module name here to add its commands.
+COMMAND_MODULES: tuple[str, ...] = ()
+
+
+def _register_commands() -> None:
+    import importlib
+
+    for name in COMMAND_MODULES:
+        importlib.import_module(f"spikeforge.commands.{name}").register(app)
+
+
+_register_commands()
+
+
 def main() -> None:
     """Entry point: user errors become one line on stderr and exit code 2."""
     try:

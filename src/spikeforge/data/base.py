@@ -20,6 +20,7 @@ class SpikeDataset(torch.utils.data.Dataset):
         labels: int64 [N].
         n_inputs: number of input channels; n_classes: number of classes.
         n_steps: simulated time steps per sample; dt: step in ms.
+        speakers: optional int64 [N] speaker id per sample (speech datasets), else None.
     """
 
     samples: list[tuple[np.ndarray, np.ndarray]]
@@ -28,6 +29,7 @@ class SpikeDataset(torch.utils.data.Dataset):
     n_classes: int
     n_steps: int
     dt: float
+    speakers: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -45,6 +47,7 @@ class SpikeDataset(torch.utils.data.Dataset):
         return SpikeDataset(
             [self.samples[i] for i in indices], self.labels[indices], self.n_inputs,
             self.n_classes, self.n_steps, self.dt,
+            None if self.speakers is None else self.speakers[indices],
         )  # fmt: skip
 
 

@@ -73,6 +73,8 @@ class TrainConfig(_Strict):
     reg_strength: float = Field(1e-3, ge=0, description="hidden spike-count regulariser")
     reg_target_hz: float = Field(10.0, ge=0)
     grad_clip: float = Field(0.0, ge=0, description="max gradient norm (0: no clipping)")
+    silent_penalty: float = Field(
+        1.0, ge=0, description="first_spike loss: drive for silent correct-class outputs")
     threads: int = Field(0, ge=0, description="CPU threads (0: all cores)")
 
 

@@ -145,6 +145,27 @@ class LIF(_SpikingLayer):
         self.last_record = call.output
         return out
 
+    def subthreshold_voltage(self, x: torch.Tensor) -> torch.Tensor:
+        """Membrane voltage ``[B, T, out]`` the layer would have without threshold or reset.
+
+        Until a neuron's first spike this is its actual voltage, so for neurons that stay
+        silent it is exact, and its (EventProp) gradient is theirs: the way to give a silent
+        output neuron a gradient (e.g. in first-spike-time training). Feed-forward only.
+        """
+        if self.recurrent_weight is not None:
+            raise SpikeforgeError(
+                "subthreshold_voltage: not defined for a recurrent LIF layer (silent neurons "
+                "still receive recurrent input); use a feed-forward output layer"
+            )
+        upstream = _check_input(x, self.in_features, "LIF")
+        p = self.params
+        call = self._call(x, upstream, True)
+        call.neurons = NeuronArrays.from_params(
+            LIFParams(p.tau_mem, p.tau_syn, p.threshold, spiking=False),
+            self.out_features, self.dt, call.neurons.alpha_mem.dtype,
+        )  # fmt: skip
+        return run_li(x, self.weight, call)
+
 
 class LI(_SpikingLayer):
     """Leaky-integrator readout (no threshold): returns V ``[batch, time, out_features]``."""

@@ -6,6 +6,7 @@ from spikeforge.train.losses import (
     first_spike_times,
     readout_loss,
     readout_summary,
+    silent_output_penalty,
     spike_count_penalty,
 )
 
@@ -15,5 +16,6 @@ __all__ = [
     "first_spike_times",
     "readout_loss",
     "readout_summary",
+    "silent_output_penalty",
     "spike_count_penalty",
 ]

@@ -94,6 +94,34 @@ def first_spike_loss(
     return ce + alpha * (torch.exp(t_correct / (10 * tau0)) - 1).mean()
 
 
+def silent_output_penalty(
+    v_subthreshold: torch.Tensor,
+    t_first: torch.Tensor,
+    labels: torch.Tensor,
+    t_silent: float,
+    threshold: float,
+    strength: float = 1.0,
+) -> torch.Tensor:
+    """Gives correct-class output neurons that never fired a gradient towards firing.
+
+    A silent neuron has no spike time, so the first-spike loss cannot move it (EventProp
+    gradients flow through spikes only). For each sample whose correct-class neuron stayed
+    silent (``t_first == t_silent``) this adds ``strength * (threshold - max_t V)`` with V
+    that neuron's membrane voltage (``v_subthreshold [B, T, C]`` from
+    :meth:`spikeforge.nn.LIF.subthreshold_voltage`, exact for silent neurons), averaged
+    over the batch: it raises the voltage peak until the neuron crosses threshold, after
+    which the spike-time loss takes over (the role of mlGeNN's extra adjoint drive for a
+    silent correct output neuron).
+    """
+    silent = (t_first.detach().gather(1, labels[:, None]).squeeze(1) >= t_silent)
+    if not bool(silent.any()):
+        return v_subthreshold.new_zeros(())
+    index = labels[:, None, None].expand(-1, v_subthreshold.shape[1], 1)
+    peak = v_subthreshold.gather(2, index).squeeze(2).max(dim=1).values
+    gap = (threshold - peak).clamp(min=0.0)
+    return strength * (gap * silent.to(gap.dtype)).sum() / labels.shape[0]
+
+
 class _SpikeCountPenalty(torch.autograd.Function):
     @staticmethod
     def forward(ctx, token, record: SpikeRecord, target_count: float, strength: float):

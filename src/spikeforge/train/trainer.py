@@ -17,6 +17,7 @@ from spikeforge.train.losses import (
     first_spike_times,
     readout_loss,
     readout_summary,
+    silent_output_penalty,
     spike_count_penalty,
 )
 
@@ -64,6 +65,14 @@ class Trainer:
         if cfg.loss == "first_spike":
             t_first = first_spike_times(output)
             loss = first_spike_loss(t_first, labels)
+            if self.network.training and cfg.silent_penalty > 0:
+                readout = self.network.layers[-1]
+                last_hidden = self.network.hidden_outputs[-1]
+                loss = loss + silent_output_penalty(
+                    readout.subthreshold_voltage(last_hidden), t_first, labels,
+                    t_silent=output.shape[1] * readout.dt,
+                    threshold=readout.params.threshold, strength=cfg.silent_penalty,
+                )  # fmt: skip
             predictions = t_first.detach().argmin(dim=1)
         else:
             loss = readout_loss(output, labels, cfg.loss)

@@ -41,7 +41,10 @@ def _emit(result: dict, as_json: bool) -> None:
 @app.command()
 def train(
     config: Annotated[Path | None, typer.Option(help="YAML config file.")] = None,
-    data: Annotated[str | None, typer.Option(help="Dataset name (digits, yinyang).")] = None,
+    data: Annotated[str | None, typer.Option(
+        help="Dataset name (digits, yinyang, shd, ssc, mnist).")] = None,
+    data_dir: Annotated[Path | None, typer.Option(
+        help="Folder with the dataset files (shd, ssc, mnist).")] = None,
     epochs: Annotated[int | None, typer.Option(help="Number of epochs.")] = None,
     seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
     out: Annotated[Path | None, typer.Option(help="Run folder (default runs/<data>).")] = None,
@@ -55,7 +58,8 @@ def train(
     from spikeforge.experiments.runner import train_run
 
     overrides = dict(parse_override(item) for item in (set_ or []))
-    flags = {"data.name": data, "train.epochs": epochs, "seed": seed}
+    flags = {"data.name": data, "train.epochs": epochs, "seed": seed,
+             "data.data_dir": str(data_dir.resolve()) if data_dir is not None else None}
     overrides.update({key: value for key, value in flags.items() if value is not None})
     resolved = load_config(config, overrides)
     run_dir = out or Path("runs") / resolved.data.name

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
+from spikeforge.data.delays import DelayLines
 from spikeforge.engine.events import Events
+
+Sample = tuple[np.ndarray, np.ndarray]
+"""One sample: (step indices int [k], channel indices int [k])."""
 
 
 @dataclass
@@ -21,15 +25,27 @@ class SpikeDataset(torch.utils.data.Dataset):
         n_inputs: number of input channels; n_classes: number of classes.
         n_steps: simulated time steps per sample; dt: step in ms.
         speakers: optional int64 [N] speaker id per sample (speech datasets), else None.
+        delays: optional :class:`DelayLines`; ``collate`` expands each sample into
+            ``delays.copies`` delayed copies and ``n_inputs`` counts the expanded channels.
+
+    ``samples`` may be any sequence; one with a ``take(indices)`` method (for example a
+    lazily binned :class:`~spikeforge.data.event_store.EventStore`) is subset without
+    materialising its items.
     """
 
-    samples: list[tuple[np.ndarray, np.ndarray]]
+    samples: Sequence[Sample]
     labels: np.ndarray
     n_inputs: int
     n_classes: int
     n_steps: int
     dt: float
     speakers: np.ndarray | None = None
+    delays: DelayLines | None = None
+
+    @property
+    def n_channels(self) -> int:
+        """Channels of the stored samples (``n_inputs`` before delay-line expansion)."""
+        return self.n_inputs // (self.delays.copies if self.delays else 1)
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -40,14 +56,26 @@ class SpikeDataset(torch.utils.data.Dataset):
     def collate(self, items: list) -> tuple[Events, torch.Tensor]:
         """DataLoader ``collate_fn``: list of items -> (Events batch, labels [B])."""
         samples = [item[0] for item in items]
+        if self.delays is not None:
+            samples = [self.delays.expand(s, self.n_channels, self.n_steps, self.dt)
+                       for s in samples]
         labels = torch.tensor([item[1] for item in items], dtype=torch.long)
         return Events.from_lists(samples, self.n_steps, self.n_inputs), labels
 
     def subset(self, indices: np.ndarray) -> SpikeDataset:
+        indices = np.asarray(indices, dtype=np.int64)
+        take = getattr(self.samples, "take", None)
         return SpikeDataset(
-            [self.samples[i] for i in indices], self.labels[indices], self.n_inputs,
-            self.n_classes, self.n_steps, self.dt,
-            None if self.speakers is None else self.speakers[indices],
+            take(indices) if take else [self.samples[i] for i in indices],
+            self.labels[indices], self.n_inputs, self.n_classes, self.n_steps, self.dt,
+            None if self.speakers is None else self.speakers[indices], self.delays,
+        )  # fmt: skip
+
+    def with_delay_lines(self, delays: DelayLines | None) -> SpikeDataset:
+        """This dataset with delay-line input expansion (``None``: without)."""
+        return SpikeDataset(
+            self.samples, self.labels, self.n_channels * (delays.copies if delays else 1),
+            self.n_classes, self.n_steps, self.dt, self.speakers, delays,
         )  # fmt: skip
 
 
@@ -62,14 +90,20 @@ class DatasetSplits:
 
 
 def iterate_batches(
-    dataset: SpikeDataset, batch_size: int, shuffle: bool, seed: int = 0
+    dataset: SpikeDataset, batch_size: int, shuffle: bool, seed: int = 0,
+    transform: Callable[[list], list] | None = None,
 ) -> Iterator[tuple[Events, torch.Tensor]]:
-    """Yield (Events, labels) batches; the order depends only on ``seed`` when shuffling."""
+    """Yield (Events, labels) batches; the order depends only on ``seed`` when shuffling.
+
+    ``transform`` (e.g. a training augmentation) maps each batch's list of
+    ``(sample, label)`` items to new items before collation.
+    """
     order = np.arange(len(dataset))
     if shuffle:
         order = np.random.default_rng(seed).permutation(len(dataset))
     for start in range(0, len(order), batch_size):
-        yield dataset.collate([dataset[int(i)] for i in order[start : start + batch_size]])
+        items = [dataset[int(i)] for i in order[start : start + batch_size]]
+        yield dataset.collate(transform(items) if transform else items)
 
 
 def stratified_split(

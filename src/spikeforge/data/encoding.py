@@ -34,13 +34,44 @@ def latency_encode(
 def poisson_encode(
     values: np.ndarray, n_steps: int, dt: float, max_rate_hz: float, seed: int
 ) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Poisson rate code: channel with value v fires with rate v * max_rate_hz."""
+    """Poisson rate code: channel with value v in [0, 1] fires with rate v * max_rate_hz
+    (Bernoulli per step with p = v * max_rate_hz * dt / 1000, at most one spike per step).
+    ``values`` is [N, ...]; returns per-sample (step indices, channel indices)."""
     flat = np.asarray(values, dtype=np.float64).reshape(len(values), -1)
-    rng = np.random.default_rng(seed)
+    if flat.size and (flat.min() < 0 or flat.max() > 1):
+        raise SpikeforgeError("poisson_encode expects values in [0, 1]; rescale the data")
     p = flat * max_rate_hz * dt / 1000.0
+    if p.size and p.max() > 1:
+        raise SpikeforgeError(
+            f"max_rate_hz={max_rate_hz} exceeds one spike per step at dt={dt} ms; lower it"
+        )
+    rng = np.random.default_rng(seed)
     out = []
     for row in p:
-        fired = rng.random((n_steps, row.size)) < row[None, :]
-        steps, units = np.nonzero(fired)
-        out.append((steps, units))
+        active = np.flatnonzero(row > 0)
+        fired = rng.random((n_steps, active.size)) < row[active][None, :]
+        steps, idx = np.nonzero(fired)
+        out.append((steps, active[idx]))
     return out
+
+
+ENCODINGS = ("latency", "log_latency", "poisson")
+
+
+def encode_images(
+    images: np.ndarray, method: str, dt: float, t_max_ms: float, n_steps: int,
+    max_rate_hz: float = 100.0, seed: int = 0,
+) -> list[tuple[np.ndarray, np.ndarray]]:  # fmt: skip
+    """Encode static images ``[N, H, W]`` (any trailing shape) with values in [0, 1].
+
+    ``method``: ``latency`` (linear time-to-first-spike in [0, t_max_ms]),
+    ``log_latency`` (logarithmic) or ``poisson`` (rate v * max_rate_hz over ``n_steps``).
+    Channels are the flattened pixels (H * W of them).
+    """
+    if method == "latency":
+        return latency_encode(images, t_max_ms=t_max_ms, dt=dt)
+    if method == "log_latency":
+        return latency_encode(images, t_max_ms=t_max_ms, dt=dt, log=True)
+    if method == "poisson":
+        return poisson_encode(images, n_steps, dt, max_rate_hz, seed)
+    raise SpikeforgeError(f"unknown encoding {method!r}; choose one of {', '.join(ENCODINGS)}")

@@ -28,7 +28,7 @@ import numpy as np
 from numba import njit, prange
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, parallel=True, fastmath=True)
 def lif_forward(
     in_ptr, in_step, in_unit, in_value, w_in, w_rec,
     alpha_mem, alpha_syn, syn_gain, threshold, n_steps,
@@ -77,7 +77,7 @@ def lif_forward(
         out_count[b] = count
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, parallel=True, fastmath=True)
 def li_forward(
     in_ptr, in_step, in_unit, in_value, w_in, alpha_mem, alpha_syn, syn_gain, n_steps, v_out
 ):
@@ -103,28 +103,36 @@ def li_forward(
                 p += 1
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath=True)
+def _timing_drive(lam_v, lam_i, inv_tau_mem, inv_tau_syn, drive):
+    """drive_j = lam_I_j / tau_syn_j - lam_V_j / tau_mem_j: dL/dt of a unit current jump
+    into neuron j (so an input event's timing sensitivity is val * W[row] . drive)."""
+    for j in range(drive.shape[0]):
+        drive[j] = lam_i[j] * inv_tau_syn[j] - lam_v[j] * inv_tau_mem[j]
+
+
+@njit(cache=True, fastmath=True)
 def _input_step_backward(
-    p, p_start, n, in_step, in_unit, in_value, w_in, lam_v, lam_i, inv_tau_mem, inv_tau_syn,
-    grad_w, in_dldt, want_timing,
+    p, p_start, n, in_step, in_unit, in_value, w_in, lam_i, drive, grad_w, in_dldt, want_timing,
 ):  # fmt: skip
-    """Undo the arrival of the input events at step n (walking p downwards); returns new p."""
+    """Undo the arrival of the input events at step n (walking p downwards); returns new p.
+    ``drive`` must hold :func:`_timing_drive` of this step when ``want_timing``."""
     n_out = w_in.shape[1]
     while p >= p_start and in_step[p] == n:
         row = in_unit[p]
         val = in_value[p]
-        acc = 0.0
         for j in range(n_out):
             grad_w[row, j] += val * lam_i[j]
-            if want_timing:
-                acc += w_in[row, j] * (lam_i[j] * inv_tau_syn[j] - lam_v[j] * inv_tau_mem[j])
         if want_timing:
+            acc = 0.0
+            for j in range(n_out):
+                acc += w_in[row, j] * drive[j]
             in_dldt[p] = val * acc
         p -= 1
     return p
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, parallel=True, fastmath=True)
 def lif_backward(
     in_ptr, in_step, in_unit, in_value, w_in, w_rec,
     alpha_mem, alpha_syn, syn_gain, threshold, tau_mem, tau_syn, n_steps,
@@ -150,6 +158,7 @@ def lif_backward(
         lam_v = np.zeros(n_out, dtype=w_in.dtype)
         lam_i = np.zeros(n_out, dtype=w_in.dtype)
         step_dldt = np.zeros(n_out, dtype=w_in.dtype)
+        drive = np.zeros(n_out, dtype=w_in.dtype)
         for b in range(c, n_batch, n_chunks):
             lam_v[:] = 0.0
             lam_i[:] = 0.0
@@ -160,10 +169,15 @@ def lif_backward(
             k_start = sp_ptr[b]
             k = sp_ptr[b + 1] - 1
             for n in range(n_steps - 1, -1, -1):
-                p = _input_step_backward(
-                    p, p_start, n, in_step, in_unit, in_value, w_in, lam_v, lam_i,
-                    inv_tau_mem, inv_tau_syn, grad_w_in, in_dldt, want_timing,
-                )  # fmt: skip
+                has_input = p >= p_start and in_step[p] == n
+                has_spikes = k >= k_start and sp_step[k] == n
+                if (has_input and want_timing) or (has_spikes and has_rec):
+                    _timing_drive(lam_v, lam_i, inv_tau_mem, inv_tau_syn, drive)
+                if has_input:
+                    p = _input_step_backward(
+                        p, p_start, n, in_step, in_unit, in_value, w_in, lam_i, drive,
+                        grad_w_in, in_dldt, want_timing,
+                    )  # fmt: skip
                 k_hi = k
                 while k >= k_start and sp_step[k] == n:
                     row = sp_unit[k]
@@ -171,9 +185,8 @@ def lif_backward(
                     if has_rec:
                         for j in range(n_out):
                             grad_w_rec[row, j] += lam_i[j]
-                            acc += w_rec[row, j] * (
-                                lam_i[j] * inv_tau_syn[j] - lam_v[j] * inv_tau_mem[j]
-                            )
+                        for j in range(n_out):
+                            acc += w_rec[row, j] * drive[j]
                     step_dldt[k_hi - k] = acc + sp_dldt[k]
                     k -= 1
                 for q in range(k_hi, k, -1):
@@ -190,7 +203,7 @@ def lif_backward(
                     lam_v[j] = alpha_mem[j] * lam_v[j]
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, parallel=True, fastmath=True)
 def li_backward(
     in_ptr, in_step, in_unit, in_value, w_in, alpha_mem, alpha_syn, syn_gain,
     tau_mem, tau_syn, n_steps, grad_v, grad_w_in_parts, in_dldt, want_timing,
@@ -206,6 +219,7 @@ def li_backward(
         grad_w_in = grad_w_in_parts[c]
         lam_v = np.zeros(n_out, dtype=w_in.dtype)
         lam_i = np.zeros(n_out, dtype=w_in.dtype)
+        drive = np.zeros(n_out, dtype=w_in.dtype)
         for b in range(c, n_batch, n_chunks):
             lam_v[:] = 0.0
             lam_i[:] = 0.0
@@ -214,10 +228,13 @@ def li_backward(
             while p >= p_start and in_step[p] >= n_steps:
                 p -= 1
             for n in range(n_steps - 1, -1, -1):
-                p = _input_step_backward(
-                    p, p_start, n, in_step, in_unit, in_value, w_in, lam_v, lam_i,
-                    inv_tau_mem, inv_tau_syn, grad_w_in, in_dldt, want_timing,
-                )  # fmt: skip
+                if p >= p_start and in_step[p] == n:
+                    if want_timing:
+                        _timing_drive(lam_v, lam_i, inv_tau_mem, inv_tau_syn, drive)
+                    p = _input_step_backward(
+                        p, p_start, n, in_step, in_unit, in_value, w_in, lam_i, drive,
+                        grad_w_in, in_dldt, want_timing,
+                    )  # fmt: skip
                 if want_trace:
                     for j in range(n_out):
                         lam_i_trace[b, n, j] = lam_i[j]

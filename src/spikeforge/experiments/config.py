@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from spikeforge.errors import SpikeforgeError
 from spikeforge.model import LayerSpec, LIFParams, NetworkSpec
@@ -16,11 +16,44 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class DelayLinesConfig(_Strict):
+    """Delay-line input: ``copies`` replicas of the input, ``spacing_ms`` apart."""
+
+    copies: int = Field(10, ge=1)
+    spacing_ms: float = Field(30.0, ge=0)
+
+
 class DataConfig(_Strict):
-    """Which bundled dataset (or later: dataset files) to train on."""
+    """Which dataset to train on, how to read and bin it, and training augmentation."""
 
     name: str = "digits"
     dt: float = Field(1.0, description="simulation time step in ms")
+    data_dir: str | None = Field(None, description="folder with the dataset files "
+                                 "(shd/ssc/mnist); default: download cache")
+    download: bool = Field(True, description="download missing files (shd/ssc/mnist)")
+    max_time_ms: float | None = Field(None, gt=0, description="shd/ssc: simulated window "
+                                      "(default 1400 SHD, 1000 SSC)")
+    channel_stride: int = Field(1, ge=1, description="shd/ssc: channel downsampling")
+    n_channels: int = Field(700, ge=1, le=65536, description="shd/ssc: channels in files")
+    val_fraction: float = Field(0.1, gt=0, lt=1, description="shd: held-out share")
+    val_split: Literal["speaker", "random"] = "speaker"
+    encoding: Literal["latency", "log_latency", "poisson"] = "latency"
+    augment: list[dict[str, Any]] = Field(
+        default_factory=list, description="training augmentations, e.g. [{name: shift, "
+        "max_shift: 40}, {name: blend, p: 0.5}] (see spikeforge.data.augment)")
+    delay_lines: DelayLinesConfig | None = None
+
+    @field_validator("augment")
+    @classmethod
+    def _check_augment(cls, value: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        from spikeforge.data.augment import build_transform
+
+        for spec in value:
+            try:
+                build_transform(spec)
+            except SpikeforgeError as exc:
+                raise ValueError(str(exc)) from exc
+        return value
 
 
 class ModelConfig(_Strict):

@@ -13,11 +13,12 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from spikeforge.atomic import write_text_atomic
-from spikeforge.data import load_dataset
+from spikeforge.data.registry import load_data
 from spikeforge.errors import SpikeforgeError
 from spikeforge.experiments import run_folder as rf
 from spikeforge.experiments.config import RunConfig, load_config
 from spikeforge.experiments.plots import plot_learning_curves, plot_raster
+from spikeforge.experiments.speaker_report import report_evaluation
 from spikeforge.train.checkpoint import load_checkpoint, save_checkpoint
 from spikeforge.train.trainer import Trainer, build_network
 
@@ -32,7 +33,7 @@ def train_run(config: RunConfig, out: Path, console: Console | None = None) -> d
     """Train (or resume) a run into folder ``out``; returns the results dictionary."""
     console = console or Console(stderr=True)
     _set_threads(config.train.threads)
-    splits = load_dataset(config.data.name, config.data.dt)
+    splits = load_data(config.data)
     network = build_network(config, splits)
     trainer = Trainer(config, splits, network)
     resuming = rf.prepare_run_folder(out, config)
@@ -79,6 +80,7 @@ def finish_run(config, trainer: Trainer, out: Path, metrics, elapsed: float) -> 
                                      "epoch": config.train.epochs})
     plot_learning_curves(metrics, out / "learning_curves.png")
     plot_raster(trainer.network, trainer.splits.test, out / "raster.png")
+    per_speaker = report_evaluation(test, trainer.splits.test, out)
     results = {
         "test_accuracy": test.accuracy,
         "test_loss": test.loss,
@@ -87,6 +89,7 @@ def finish_run(config, trainer: Trainer, out: Path, metrics, elapsed: float) -> 
         "train_seconds": round(elapsed, 3),
         "hidden_rate_hz": test.hidden_rate_hz,
         "run_dir": str(out),
+        **({"per_speaker_accuracy": per_speaker} if per_speaker else {}),
     }
     write_text_atomic(out / rf.RESULTS, json.dumps(results, indent=2) + "\n")
     return results
@@ -98,9 +101,11 @@ def evaluate_run(out: Path) -> dict[str, Any]:
     if not (out / rf.CONFIG).is_file():
         raise SpikeforgeError(f"{out} is not a spikeforge run folder (no {rf.CONFIG})")
     config = load_config(out / rf.CONFIG)
-    splits = load_dataset(config.data.name, config.data.dt)
+    splits = load_data(config.data)
     trainer = Trainer(config, splits, build_network(config, splits))
     trainer.load_state(load_checkpoint(out / rf.MODEL))
     test = trainer.evaluate(splits.test)
+    per_speaker = report_evaluation(test, splits.test, out)
     return {"test_accuracy": test.accuracy, "test_loss": test.loss,
-            "hidden_rate_hz": test.hidden_rate_hz, "run_dir": str(out)}
+            "hidden_rate_hz": test.hidden_rate_hz, "run_dir": str(out),
+            **({"per_speaker_accuracy": per_speaker} if per_speaker else {})}

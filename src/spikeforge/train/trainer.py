@@ -11,6 +11,7 @@ import torch
 from rich.progress import Progress
 
 from spikeforge.data import DatasetSplits, SpikeDataset, iterate_batches
+from spikeforge.data.augment import Augmenter
 from spikeforge.nn import SpikingNetwork
 from spikeforge.train.losses import (
     first_spike_loss,
@@ -57,6 +58,8 @@ class Trainer:
     def __init__(self, config: RunConfig, splits: DatasetSplits, network: SpikingNetwork):
         self.config, self.splits, self.network = config, splits, network
         self.optimizer = torch.optim.Adam(network.parameters(), lr=config.train.lr)
+        # training-batch augmentation (config.data.augment), seeded by (seed, epoch)
+        self.augmenter = Augmenter.from_specs(config.data.augment, splits.train)
 
     # -- one batch -------------------------------------------------------------------
     def _loss_and_predictions(self, events, labels) -> tuple[torch.Tensor, torch.Tensor]:
@@ -97,7 +100,9 @@ class Trainer:
                                  stats="") if progress else None
         total_loss, correct, seen = 0.0, 0, 0
         seed = self.config.seed * 100_003 + epoch
-        for events, labels in iterate_batches(self.splits.train, cfg.batch_size, True, seed):
+        augment = self.augmenter.for_epoch(self.config.seed, epoch) if self.augmenter else None
+        for events, labels in iterate_batches(self.splits.train, cfg.batch_size, True, seed,
+                                              augment):
             self.optimizer.zero_grad()
             loss, predictions = self._loss_and_predictions(events, labels)
             (loss + self._regulariser()).backward()

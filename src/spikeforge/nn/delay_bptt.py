@@ -1,0 +1,185 @@
+"""Surrogate-gradient BPTT for delayed LIF / LI layers (dense torch ops, autograd in time).
+
+Same dynamics as :mod:`spikeforge.engine.delay_kernels`: per step integrate, threshold
+(Heaviside forward, fast-sigmoid surrogate derivative 1 / (beta |V - theta| + 1)^2
+backward, reset to 0 detached), then add the currents arriving at that step. A delay
+d = (q + f) dt delivers (1 - f) w x[n] at n + q and f w x[n] at n + q + 1, written as
+x[n - q] + f (x[n - q - 1] - x[n - q]) so that autograd gives the delay gradient
+w (x[n-q-1] - x[n-q]) / dt (for rounded delays f is 0 in value with the same gradient:
+a straight-through estimate). Synapses are grouped by their integer delay q: one matmul
+pair per distinct q for feed-forward input; recurrent input is scheduled step by step.
+Memory is O(batch x time x neurons), as for any BPTT.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from spikeforge.engine import Events
+from spikeforge.model.neurons import LIFParams
+from spikeforge.nn.records import SpikeRecord, attach
+
+
+def _split(delay: torch.Tensor, dt: float, mode: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Integer steps q (no gradient) and the fraction f (gradient 1/dt w.r.t. the delay)."""
+    steps = delay / dt
+    if mode == "round":
+        q = torch.round(steps.detach())
+        return q.long(), steps - steps.detach()
+    q = torch.floor(steps.detach())
+    return q.long(), steps - q
+
+
+def _shift(x: torch.Tensor, q: int) -> torch.Tensor:
+    """x [B, T, C] delayed by q steps (zeros enter at the start)."""
+    if q == 0:
+        return x
+    n_steps = x.shape[1]
+    if q >= n_steps:
+        return torch.zeros_like(x)
+    return torch.cat([x.new_zeros(x.shape[0], q, x.shape[2]), x[:, : n_steps - q]], dim=1)
+
+
+GATHER_LIMIT = 20_000_000
+"""Largest batch x time x out x in for which feed-forward delays are applied by one gather
+(fast); larger layers loop over the distinct integer delays instead (less memory)."""
+
+
+def delayed_currents(x: torch.Tensor, w: torch.Tensor, delay: torch.Tensor, dt: float,
+                     mode: str) -> torch.Tensor:  # fmt: skip
+    """Arriving currents [B, T, out] from x [B, T, in] via weights/delays [out, in] (ms)."""
+    q, f = _split(delay, dt, mode)
+    n_batch, n_steps, n_in = x.shape
+    if n_batch * n_steps * w.numel() <= GATHER_LIMIT:
+        pad = int(q.max()) + 1
+        x_pad = torch.cat([x.new_zeros(n_batch, pad, n_in), x], dim=1)
+        index = torch.arange(n_steps)[:, None, None] - q[None] + pad
+        unit = torch.arange(n_in)[None, None, :]
+        now, before = x_pad[:, index, unit], x_pad[:, index - 1, unit]
+        return (torch.einsum("btoi,oi->bto", now, w)
+                + torch.einsum("btoi,oi->bto", before - now, w * f))  # fmt: skip
+    out = x.new_zeros(n_batch, n_steps, w.shape[0])
+    for value in torch.unique(q).tolist():
+        mask = (q == value).to(w.dtype)
+        now, before = _shift(x, value), _shift(x, value + 1)
+        out = out + now @ (w * mask).T + (before - now) @ (w * f * mask).T
+    return out
+
+
+class _Spike(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, v_rel, beta: float):
+        ctx.save_for_backward(v_rel)
+        ctx.beta = beta
+        return (v_rel >= 0).to(v_rel.dtype)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (v_rel,) = ctx.saved_tensors
+        return grad / (ctx.beta * v_rel.abs() + 1.0) ** 2, None
+
+
+def run(x: torch.Tensor, w_in: torch.Tensor, d_in: torch.Tensor, w_rec: torch.Tensor | None,
+        d_rec: torch.Tensor | None, params: LIFParams, dt: float, mode: str, spiking: bool,
+        beta: float) -> torch.Tensor:  # fmt: skip
+    """Simulate; returns spikes (LIF) or V after integration (LI), both [B, T, out]."""
+    decays = params.decays(dt)
+    n_batch, n_steps, _ = x.shape
+    arrive = delayed_currents(x, w_in, d_in, dt, mode)
+    pending: dict[int, torch.Tensor] = {}
+    groups = []
+    if w_rec is not None:
+        q_rec, f_rec = _split(d_rec, dt, mode)
+        for value in torch.unique(q_rec).tolist():
+            mask = (q_rec == value).to(w_rec.dtype)
+            groups.append((value, (w_rec * (1.0 - f_rec) * mask).T, (w_rec * f_rec * mask).T))
+    v = x.new_zeros(n_batch, w_in.shape[0])
+    i_syn = torch.zeros_like(v)
+    outputs = []
+    for n in range(n_steps):
+        v = decays.alpha_mem * v + decays.syn_gain * i_syn
+        i_syn = decays.alpha_syn * i_syn
+        if spiking:
+            s = _Spike.apply(v - params.threshold, beta)
+            v = v * (1.0 - s.detach())
+            outputs.append(s)
+            for value, now, later in groups:
+                for m, mat in ((n + value, now), (n + value + 1, later)):
+                    if m < n_steps:
+                        add = s @ mat
+                        pending[m] = pending[m] + add if m in pending else add
+        else:
+            outputs.append(v)
+        i_syn = i_syn + arrive[:, n]
+        if n in pending:
+            i_syn = i_syn + pending.pop(n)
+    return torch.stack(outputs, dim=1)
+
+
+def dense_timing(grad: torch.Tensor, events: Events, dt: float) -> np.ndarray:
+    """Timing sensitivity dL/dt_k of each event from a dense gradient G [B, T, units]:
+    moving an event from step n to n + 1 changes L by G[n+1] - G[n] (G[T] = 0)."""
+    g = grad.detach().cpu().numpy()
+    b = events.sample_index()
+    nxt = np.minimum(events.step + 1, events.n_steps - 1)
+    g_next = np.where(events.step + 1 < events.n_steps, g[b, nxt, events.unit], 0.0)
+    return (g_next - g[b, events.step, events.unit]) * events.value / dt
+
+
+
+class _EventsToDense(torch.autograd.Function):
+    """Dense view of upstream events; the dense gradient becomes spike timing in the record."""
+
+    @staticmethod
+    def forward(ctx, token, record: SpikeRecord, dtype_probe):
+        ctx.record, ctx.shape = record, token.shape
+        return torch.from_numpy(record.events.to_dense(dtype_probe.detach().numpy().dtype))
+
+    @staticmethod
+    def backward(ctx, grad):
+        record = ctx.record
+        if np.isfinite(record.dt):
+            record.dldt += dense_timing(grad, record.events, record.dt)
+        return torch.zeros((), dtype=grad.dtype).expand(ctx.shape), None, None
+
+
+def dense_input(x: torch.Tensor, upstream: SpikeRecord | None, dtype: torch.dtype):
+    """The layer input as a dense [B, T, in] tensor (gradients reach an upstream record)."""
+    if upstream is None:
+        return x
+    token = x if x.requires_grad else x.detach()
+    return _EventsToDense.apply(token, upstream, torch.empty(0, dtype=dtype))
+
+
+class _FoldTiming(torch.autograd.Function):
+    """Identity on dense BPTT spikes; in backward, timing sensitivities that record-aware
+    consumers (e.g. the spike-count regulariser) put in the record are turned into a dense
+    gradient: dL/dt_k = g becomes -g dt/2 at the spike's step and +g dt/2 at the next
+    (the least-squares inverse of the G[n+1] - G[n] timing rule)."""
+
+    @staticmethod
+    def forward(ctx, spikes, record: SpikeRecord):
+        ctx.record = record
+        return spikes.view_as(spikes)
+
+    @staticmethod
+    def backward(ctx, grad):
+        record = ctx.record
+        if not np.any(record.dldt):
+            return grad, None
+        ev = record.events
+        extra = np.zeros((ev.n_batch, ev.n_steps + 1, ev.n_units))
+        b = ev.sample_index()
+        np.add.at(extra, (b, ev.step, ev.unit), -0.5 * record.dldt * record.dt)
+        np.add.at(extra, (b, ev.step + 1, ev.unit), 0.5 * record.dldt * record.dt)
+        record.dldt[:] = 0.0
+        return grad + torch.from_numpy(extra[:, :-1]).to(grad.dtype), None
+
+
+def with_record(spikes: torch.Tensor, dt: float) -> tuple[torch.Tensor, SpikeRecord]:
+    """Attach a :class:`SpikeRecord` to dense BPTT spikes (for rasters, rates, regularisers)."""
+    events = Events.from_dense(spikes.detach().numpy())
+    record = SpikeRecord(events=events, dt=dt)
+    out = _FoldTiming.apply(spikes, record)
+    return attach(out, record), record

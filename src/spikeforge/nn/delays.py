@@ -1,0 +1,317 @@
+"""Layers with learnable per-synapse delays: ``DelayedLIF`` and ``DelayedLI``.
+
+Each synapse i -> j has a weight ``weight[j, i]`` and a delay ``delay[j, i]`` in ms,
+bounded to [0, max_delay] (the forward uses the clamped value, so the gradient of a delay
+pushed past a bound is zero). Delays are either interpolated (a spike's current is split
+over the two steps around t + d, smooth in d) or rounded to whole steps (``delay_mode``).
+See :mod:`spikeforge.engine.delay_reference` for the model and the EventProp delay
+gradient (Meszaros, Knight & Nowotny 2025). ``method="bptt"`` runs the same dynamics as
+dense torch ops with a surrogate spike derivative (:mod:`spikeforge.nn.delay_bptt`).
+
+Shapes: input ``[batch, time, in_features]`` or an event token from a previous spikeforge
+layer; DelayedLIF returns spikes ``[batch, time, out]`` (or a token when
+``dense_output=False``), DelayedLI the membrane voltage ``[batch, time, out]``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from spikeforge.engine import Events, NeuronArrays
+from spikeforge.engine.delay_layers import (
+    DELAY_MODES,
+    DelaySteps,
+    delayed_backward,
+    delayed_forward,
+)
+from spikeforge.engine.layers import BACKENDS, DEFAULT_MIN_VDOT
+from spikeforge.errors import SpikeforgeError
+from spikeforge.model.neurons import LIFParams
+from spikeforge.nn import delay_bptt
+from spikeforge.nn.delay_bptt import dense_timing
+from spikeforge.nn.records import SpikeRecord, attach, record_of
+
+METHODS = ("eventprop", "bptt")
+
+
+@dataclass
+class DelayCall:
+    """Non-tensor arguments of one forward call of a delayed layer."""
+
+    neurons: NeuronArrays
+    dt: float
+    mode: str
+    spiking: bool
+    backend: str
+    min_vdot: float
+    dense_output: bool
+    upstream: SpikeRecord | None
+    output: SpikeRecord | None = None
+
+
+def _np_t(tensor: torch.Tensor) -> np.ndarray:
+    """torch [post, pre] -> contiguous numpy [pre, post]."""
+    return np.ascontiguousarray(tensor.detach().cpu().numpy().T)
+
+
+def _steps(delay: torch.Tensor | None, call: DelayCall, dtype) -> DelaySteps | None:
+    if delay is None:
+        return None
+    return DelaySteps.from_ms(_np_t(delay), call.dt, call.mode, dtype)
+
+
+def _trace_input_grad(trace: np.ndarray, w: np.ndarray, d: DelaySteps) -> np.ndarray:
+    """dL/dx [B, T, in] for dense inputs: sum_j w_ij ((1-f) tr_j[n+q] + f tr_j[n+q+1])."""
+    n_batch, n_steps, n_out = trace.shape
+    padded = np.concatenate([trace, np.zeros((n_batch, d.max_q + 2, n_out), trace.dtype)], 1)
+    out = np.zeros((n_batch, n_steps, w.shape[0]), dtype=trace.dtype)
+    for q in np.unique(d.q):
+        mask = d.q == q
+        out += padded[:, q : q + n_steps] @ (w * (1.0 - d.f) * mask).T
+        out += padded[:, q + 1 : q + 1 + n_steps] @ (w * d.f * mask).T
+    return out
+
+
+class DelayedFunction(torch.autograd.Function):
+    """Delayed LIF / LI layer with EventProp backward (weights and delays)."""
+
+    @staticmethod
+    def forward(ctx, x, w_in, d_in, w_rec, d_rec, call: DelayCall):
+        inputs = call.upstream.events if call.upstream is not None else Events.from_dense(
+            x.detach().cpu().numpy())
+        dtype = w_in.detach().numpy().dtype
+        w_in_np, w_rec_np = _np_t(w_in), None if w_rec is None else _np_t(w_rec)
+        steps_in, steps_rec = _steps(d_in, call, dtype), _steps(d_rec, call, dtype)
+        out = delayed_forward(inputs, w_in_np, steps_in, w_rec_np, steps_rec, call.neurons,
+                              call.spiking, call.backend)  # fmt: skip
+        ctx.call, ctx.inputs = call, inputs
+        ctx.arrays = (w_in_np, steps_in, w_rec_np, steps_rec)
+        ctx.save_for_backward(x)
+        ctx.shapes = (w_in.shape, None if w_rec is None else w_rec.shape)
+        if not call.spiking:
+            return torch.from_numpy(out)
+        call.output = SpikeRecord(events=out, dt=call.dt)
+        if call.dense_output:
+            return torch.from_numpy(out.to_dense(dtype))
+        return torch.empty(0, dtype=w_in.dtype)
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        (x,) = ctx.saved_tensors
+        call: DelayCall = ctx.call
+        w_in_np, steps_in, w_rec_np, steps_rec = ctx.arrays
+        need_x = ctx.needs_input_grad[0]
+        spikes = dldt = grad_v = None
+        if call.spiking:
+            spikes = call.output.events
+            dldt = call.output.dldt.copy()
+            call.output.dldt[:] = 0.0
+            if call.dense_output and grad_out is not None and grad_out.numel():
+                dldt += dense_timing(grad_out, spikes, call.dt)
+        else:
+            grad_v = grad_out.detach().cpu().numpy()
+        grads = delayed_backward(
+            ctx.inputs, w_in_np, steps_in, w_rec_np, steps_rec, call.neurons, call.dt,
+            spikes, dldt, grad_v, want_input_timing=need_x and call.upstream is not None,
+            want_trace=need_x and call.upstream is None, min_vdot=call.min_vdot,
+            backend=call.backend,
+        )  # fmt: skip
+        grad_x = None
+        if need_x and call.upstream is not None:
+            call.upstream.dldt += grads.input_dldt
+            grad_x = torch.zeros((), dtype=x.dtype).expand(x.shape)
+        elif need_x:
+            grad_x = torch.from_numpy(
+                _trace_input_grad(grads.lam_i_trace, w_in_np, steps_in)).to(x.dtype)
+
+        def back(array):
+            return None if array is None else torch.from_numpy(array.T.copy())
+
+        return (grad_x, back(grads.grad_w_in), back(grads.grad_d_in), back(grads.grad_w_rec),
+                back(grads.grad_d_rec), None)  # fmt: skip
+
+
+class _DelayedLayer(nn.Module):
+    """Shared parameters, validation and dispatch of delayed layers."""
+
+    spiking = True
+
+    def __init__(
+        self, in_features: int, out_features: int, params: LIFParams, dt: float, *,
+        recurrent: bool, max_delay: float, delay_init: str | float, learn_delays: bool,
+        delay_mode: str, method: str, backend: str, weight_mean: float, weight_std: float,
+        recurrent_std: float, min_vdot: float, surrogate_beta: float,
+    ) -> None:  # fmt: skip
+        super().__init__()
+        name = type(self).__name__
+        if in_features < 1 or out_features < 1:
+            raise SpikeforgeError(f"{name}: in_features and out_features must be >= 1")
+        if not (dt > 0):
+            raise SpikeforgeError(f"{name}: dt must be a positive number of ms, got {dt!r}")
+        params.validate(dt, name)
+        if not (math.isfinite(max_delay) and max_delay >= 0):
+            raise SpikeforgeError(
+                f"{name}: max_delay must be a finite number of ms >= 0, got {max_delay!r}")
+        if delay_mode not in DELAY_MODES:
+            raise SpikeforgeError(
+                f"{name}: unknown delay_mode {delay_mode!r}; choose one of {DELAY_MODES}")
+        if method not in METHODS:
+            raise SpikeforgeError(f"{name}: unknown method {method!r}; choose one of {METHODS}")
+        if backend != "auto" and backend not in BACKENDS:
+            raise SpikeforgeError(
+                f"{name}: unknown backend {backend!r}; choose 'auto' or one of {BACKENDS}")
+        self.in_features, self.out_features = in_features, out_features
+        self.params, self.dt, self.max_delay = params, float(dt), float(max_delay)
+        self.delay_mode, self.method, self.backend = delay_mode, method, backend
+        self.min_vdot, self.surrogate_beta = min_vdot, surrogate_beta
+        self.weight = nn.Parameter(torch.empty(out_features, in_features))
+        self.delay = nn.Parameter(torch.empty(out_features, in_features),
+                                  requires_grad=learn_delays)
+        with torch.no_grad():
+            self.weight.normal_(weight_mean, weight_std / math.sqrt(in_features))
+            self._init_delay(self.delay, delay_init)
+        if recurrent:
+            self.recurrent_weight = nn.Parameter(torch.empty(out_features, out_features))
+            self.recurrent_delay = nn.Parameter(torch.empty(out_features, out_features),
+                                                requires_grad=learn_delays)
+            with torch.no_grad():
+                self.recurrent_weight.normal_(0.0, recurrent_std / math.sqrt(out_features))
+                self._init_delay(self.recurrent_delay, delay_init)
+        else:
+            self.register_parameter("recurrent_weight", None)
+            self.register_parameter("recurrent_delay", None)
+        self.last_record: SpikeRecord | None = None
+
+    def _init_delay(self, delay: torch.Tensor, init: str | float) -> None:
+        if init == "uniform":
+            delay.uniform_(0.0, self.max_delay)
+        elif isinstance(init, int | float) and 0 <= init <= self.max_delay:
+            delay.fill_(float(init))
+        else:
+            raise SpikeforgeError(
+                f"{type(self).__name__}: delay_init must be 'uniform' or a number of ms in "
+                f"[0, max_delay={self.max_delay}], got {init!r}")
+
+    def check_duration(self, n_steps: int) -> None:
+        """Raise unless every delay fits inside a simulation of ``n_steps`` steps."""
+        if self.max_delay >= n_steps * self.dt:
+            raise SpikeforgeError(
+                f"{type(self).__name__}: max_delay={self.max_delay} ms is not shorter than the "
+                f"simulated window of {n_steps * self.dt:g} ms; lower max_delay or simulate "
+                f"longer")
+
+    def clamped_delays(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Delays (ms) as used in the forward: clamped to [0, max_delay]."""
+        rec = self.recurrent_delay
+        return (self.delay.clamp(0.0, self.max_delay),
+                None if rec is None else rec.clamp(0.0, self.max_delay))  # fmt: skip
+
+    def _record(self, x: torch.Tensor) -> SpikeRecord | None:
+        name = type(self).__name__
+        record = record_of(x)
+        n_units = record.events.n_units if record is not None else (
+            x.shape[-1] if x.ndim == 3 else None)
+        if n_units != self.in_features:
+            raise SpikeforgeError(
+                f"{name}: expected input [batch, time, {self.in_features}], got "
+                f"{n_units if record is not None else list(x.shape)}; match the previous layer")
+        return record
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        upstream = self._record(x)
+        n_steps = upstream.events.n_steps if upstream is not None else x.shape[1]
+        self.check_duration(n_steps)
+        d_in, d_rec = self.clamped_delays()
+        dtype = self.weight.detach().numpy().dtype
+        if self.method == "bptt":
+            return self._forward_bptt(x, upstream, d_in, d_rec)
+        call = DelayCall(
+            NeuronArrays.from_params(self.params, self.out_features, self.dt, dtype), self.dt,
+            self.delay_mode, self.spiking, "event" if self.backend == "auto" else self.backend,
+            self.min_vdot, getattr(self, "dense_output", True), upstream,
+        )  # fmt: skip
+        out = DelayedFunction.apply(x, self.weight, d_in, self.recurrent_weight, d_rec, call)
+        if self.spiking:
+            self.last_record = call.output
+            attach(out, call.output)
+        return out
+
+    def _forward_bptt(self, x, upstream, d_in, d_rec) -> torch.Tensor:
+        dense = delay_bptt.dense_input(x, upstream, self.weight.dtype)
+        out = delay_bptt.run(
+            dense, self.weight, d_in, self.recurrent_weight, d_rec, self.params, self.dt,
+            self.delay_mode, self.spiking, self.surrogate_beta,
+        )  # fmt: skip
+        if self.spiking:
+            out, self.last_record = delay_bptt.with_record(out, self.dt)
+        return out
+
+    def extra_repr(self) -> str:
+        p = self.params
+        return (f"in_features={self.in_features}, out_features={self.out_features}, "
+                f"recurrent={self.recurrent_weight is not None}, max_delay={self.max_delay}, "
+                f"delay_mode={self.delay_mode}, method={self.method}, tau_mem={p.tau_mem}, "
+                f"tau_syn={p.tau_syn}, dt={self.dt}")  # fmt: skip
+
+
+class DelayedLIF(_DelayedLayer):
+    """LIF layer whose feed-forward (and optional recurrent) synapses have learnable delays.
+
+    Args:
+        in_features, out_features: layer sizes; recurrent: add delayed recurrent synapses.
+        tau_mem, tau_syn (ms), threshold, dt (ms): neuron model and time step.
+        max_delay: upper bound of every delay in ms (must be < the simulated window).
+        delay_init: ``"uniform"`` (U[0, max_delay]) or a fixed delay in ms.
+        learn_delays: train the delays (False: fixed delays, weights still learn).
+        delay_mode: ``"interpolate"`` (real-valued) or ``"round"`` (whole steps).
+        method: ``"eventprop"`` (exact, O(spikes) memory) or ``"bptt"`` (surrogate).
+        dense_output: False returns an event token (O(spikes) memory, EventProp only).
+        surrogate_beta: slope of the fast-sigmoid surrogate (BPTT only).
+    """
+
+    spiking = True
+
+    def __init__(
+        self, in_features: int, out_features: int, recurrent: bool = False,
+        tau_mem: float = 20.0, tau_syn: float = 5.0, threshold: float = 1.0, dt: float = 1.0,
+        *, max_delay: float = 20.0, delay_init: str | float = "uniform",
+        learn_delays: bool = True, delay_mode: str = "interpolate", method: str = "eventprop",
+        dense_output: bool = True, backend: str = "auto", weight_mean: float = 0.0,
+        weight_std: float = 1.0, recurrent_std: float = 0.5,
+        min_vdot: float = DEFAULT_MIN_VDOT, surrogate_beta: float = 10.0,
+    ) -> None:  # fmt: skip
+        params = LIFParams(tau_mem=tau_mem, tau_syn=tau_syn, threshold=threshold, spiking=True)
+        super().__init__(
+            in_features, out_features, params, dt, recurrent=recurrent, max_delay=max_delay,
+            delay_init=delay_init, learn_delays=learn_delays, delay_mode=delay_mode,
+            method=method, backend=backend, weight_mean=weight_mean, weight_std=weight_std,
+            recurrent_std=recurrent_std, min_vdot=min_vdot, surrogate_beta=surrogate_beta,
+        )  # fmt: skip
+        self.dense_output = dense_output or method == "bptt"
+
+
+class DelayedLI(_DelayedLayer):
+    """Leaky-integrator readout with learnable per-synapse input delays; returns V
+    ``[batch, time, out]``. Arguments as :class:`DelayedLIF` (no threshold/recurrence)."""
+
+    spiking = False
+
+    def __init__(
+        self, in_features: int, out_features: int, tau_mem: float = 20.0,
+        tau_syn: float = 5.0, dt: float = 1.0, *, max_delay: float = 20.0,
+        delay_init: str | float = "uniform", learn_delays: bool = True,
+        delay_mode: str = "interpolate", method: str = "eventprop", backend: str = "auto",
+        weight_mean: float = 0.0, weight_std: float = 1.0,
+    ) -> None:  # fmt: skip
+        params = LIFParams(tau_mem=tau_mem, tau_syn=tau_syn, spiking=False)
+        super().__init__(
+            in_features, out_features, params, dt, recurrent=False, max_delay=max_delay,
+            delay_init=delay_init, learn_delays=learn_delays, delay_mode=delay_mode,
+            method=method, backend=backend, weight_mean=weight_mean, weight_std=weight_std,
+            recurrent_std=0.0, min_vdot=DEFAULT_MIN_VDOT, surrogate_beta=10.0,
+        )  # fmt: skip

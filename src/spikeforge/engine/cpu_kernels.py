@@ -30,11 +30,15 @@ from numba import njit, prange
 
 @njit(cache=True, parallel=True, fastmath=True)
 def lif_forward(
-    in_ptr, in_step, in_unit, in_value, w_in, w_rec,
+    in_ptr, in_step, in_unit, in_value, w_in, w_rec, in_current,
     alpha_mem, alpha_syn, syn_gain, threshold, n_steps,
     out_step, out_unit, out_isyn, out_count,
 ):  # fmt: skip
     """Simulate LIF layers for a batch; spikes go to padded [B, cap] buffers.
+
+    Input arrives as events (scattered rows of ``w_in``) and/or as precomputed dense
+    currents ``in_current`` [B, T, N] (the GEMM formulation for dense input; shape
+    (0, 0, 0) when unused), added at the same point of the step.
 
     ``out_count[b]`` is the true spike count of sample b; if it exceeds ``cap`` the
     caller must re-run with a larger buffer (spikes past ``cap`` are not stored).
@@ -43,6 +47,7 @@ def lif_forward(
     n_out = w_in.shape[1]
     cap = out_step.shape[1]
     has_rec = w_rec.shape[0] > 0
+    has_current = in_current.shape[0] > 0
     for b in prange(n_batch):
         v = np.zeros(n_out, dtype=w_in.dtype)
         i_syn = np.zeros(n_out, dtype=w_in.dtype)
@@ -68,6 +73,9 @@ def lif_forward(
                 for j in range(n_out):
                     i_syn[j] += val * w_in[row, j]
                 p += 1
+            if has_current:
+                for j in range(n_out):
+                    i_syn[j] += in_current[b, n, j]
             if has_rec:
                 last = min(count, cap)
                 for k in range(first, last):
@@ -79,12 +87,14 @@ def lif_forward(
 
 @njit(cache=True, parallel=True, fastmath=True)
 def li_forward(
-    in_ptr, in_step, in_unit, in_value, w_in, alpha_mem, alpha_syn, syn_gain, n_steps, v_out
-):
+    in_ptr, in_step, in_unit, in_value, w_in, in_current, alpha_mem, alpha_syn, syn_gain,
+    n_steps, v_out,
+):  # fmt: skip
     """Simulate leaky-integrator readouts; writes V after integration at every step into
-    ``v_out`` [B, T, n_out]."""
+    ``v_out`` [B, T, n_out]. Inputs as in :func:`lif_forward`."""
     n_batch = in_ptr.shape[0] - 1
     n_out = w_in.shape[1]
+    has_current = in_current.shape[0] > 0
     for b in prange(n_batch):
         v = np.zeros(n_out, dtype=w_in.dtype)
         i_syn = np.zeros(n_out, dtype=w_in.dtype)
@@ -101,6 +111,9 @@ def li_forward(
                 for j in range(n_out):
                     i_syn[j] += val * w_in[row, j]
                 p += 1
+            if has_current:
+                for j in range(n_out):
+                    i_syn[j] += in_current[b, n, j]
 
 
 @njit(cache=True, fastmath=True)

@@ -82,25 +82,72 @@ def _empty_rec(w_in: np.ndarray) -> np.ndarray:
     return np.zeros((0, w_in.shape[1]), dtype=w_in.dtype)
 
 
+DENSE_INPUT_DENSITY = 0.18
+"""Input density (non-zero fraction of [B, T, in]) from which the dense formulation (one
+GEMM for all input currents) beats the event scatter; measured by
+``benchmarks/input_crossover.py`` (see benchmarks/README.md)."""
+
+LayerInput = Events | np.ndarray
+"""A layer's input: sparse :class:`Events`, or a dense ``[B, T, in]`` array (GEMM path)."""
+
+
+def choose_input(x: np.ndarray, density_threshold: float = DENSE_INPUT_DENSITY) -> LayerInput:
+    """Pick the cheaper formulation for dense input ``x [B, T, in]``: the array itself
+    (GEMM) when at least ``density_threshold`` of it is non-zero, else its events."""
+    if x.size and np.count_nonzero(x) >= density_threshold * x.size:
+        return np.ascontiguousarray(x)
+    return Events.from_dense(x)
+
+
+def _event_arrays(inputs: LayerInput, w_in: np.ndarray, with_currents: bool = True):
+    """(ptr, step, unit, value, currents) kernel arguments for either input form; dense
+    input gets no events and (if ``with_currents``) its currents x @ w_in [B, T, N]."""
+    no_current = np.zeros((0, 0, 0), dtype=w_in.dtype)
+    if isinstance(inputs, Events):
+        return inputs.ptr, inputs.step, inputs.unit, inputs.value, no_current
+    n_batch = inputs.shape[0]
+    currents = np.matmul(inputs, w_in) if with_currents else no_current
+    return (np.zeros(n_batch + 1, np.int64), np.zeros(0, np.int32), np.zeros(0, np.int32),
+            np.zeros(0, w_in.dtype), currents)
+
+
+def _shape(inputs: LayerInput) -> tuple[int, int]:
+    """(n_batch, n_steps) of either input form."""
+    if isinstance(inputs, Events):
+        return inputs.n_batch, inputs.n_steps
+    return inputs.shape[0], inputs.shape[1]
+
+
+def _dense(inputs: LayerInput, dtype) -> np.ndarray:
+    return inputs.to_dense() if isinstance(inputs, Events) else inputs.astype(dtype, copy=False)
+
+
+def _cast(inputs: LayerInput, dtype) -> LayerInput:
+    return inputs.astype(dtype) if isinstance(inputs, Events) else inputs
+
+
 def lif_forward(
-    inputs: Events,
+    inputs: LayerInput,
     w_in: np.ndarray,
     w_rec: np.ndarray | None,
     neurons: NeuronArrays,
     backend: str = "event",
 ) -> Events:
-    """Run a LIF layer; returns its spikes (with the synaptic current at each spike)."""
+    """Run a LIF layer on events or dense input ``[B, T, in]``; returns its spikes (with
+    the synaptic current at each spike)."""
     _check_backend(backend)
-    inputs = inputs.astype(w_in.dtype)
+    inputs = _cast(inputs, w_in.dtype)
     if backend == "reference":
         spikes, isyn = reference.lif_forward(
-            inputs.to_dense(), w_in, w_rec, neurons.alpha_mem, neurons.alpha_syn,
+            _dense(inputs, w_in.dtype), w_in, w_rec, neurons.alpha_mem, neurons.alpha_syn,
             neurons.syn_gain, neurons.threshold,
         )  # fmt: skip
         out = Events.from_dense(spikes)
         out.isyn = isyn[out.sample_index(), out.step, out.unit]
         return out
-    n_batch, n_steps, n_out = inputs.n_batch, inputs.n_steps, w_in.shape[1]
+    n_batch, n_steps = _shape(inputs)
+    n_out = w_in.shape[1]
+    ptr, step, unit, value, currents = _event_arrays(inputs, w_in)
     key = (n_steps, n_out)
     cap = max(64, _capacity_hint.get(key, n_steps * n_out // 50 + 64))
     while True:
@@ -110,9 +157,8 @@ def lif_forward(
         out_isyn = np.empty((n_batch, cap), dtype=w_in.dtype)
         out_count = np.zeros(n_batch, dtype=np.int64)
         cpu_kernels.lif_forward(
-            inputs.ptr, inputs.step, inputs.unit, inputs.value, w_in,
-            _empty_rec(w_in) if w_rec is None else w_rec,
-            neurons.alpha_mem, neurons.alpha_syn, neurons.syn_gain, neurons.threshold,
+            ptr, step, unit, value, w_in, _empty_rec(w_in) if w_rec is None else w_rec,
+            currents, neurons.alpha_mem, neurons.alpha_syn, neurons.syn_gain, neurons.threshold,
             n_steps, out_step, out_unit, out_isyn, out_count,
         )  # fmt: skip
         most = int(out_count.max()) if n_batch else 0
@@ -130,32 +176,48 @@ def lif_forward(
 
 
 def li_forward(
-    inputs: Events, w_in: np.ndarray, neurons: NeuronArrays, backend: str = "event"
+    inputs: LayerInput, w_in: np.ndarray, neurons: NeuronArrays, backend: str = "event"
 ) -> np.ndarray:
-    """Run a leaky-integrator readout; returns V [B, T, N]."""
+    """Run a leaky-integrator readout on events or dense input; returns V [B, T, N]."""
     _check_backend(backend)
-    inputs = inputs.astype(w_in.dtype)
+    inputs = _cast(inputs, w_in.dtype)
     if backend == "reference":
         return reference.li_forward(
-            inputs.to_dense(), w_in, neurons.alpha_mem, neurons.alpha_syn, neurons.syn_gain
+            _dense(inputs, w_in.dtype), w_in, neurons.alpha_mem, neurons.alpha_syn, neurons.syn_gain
         )
-    v_out = np.empty((inputs.n_batch, inputs.n_steps, w_in.shape[1]), dtype=w_in.dtype)
+    n_batch, n_steps = _shape(inputs)
+    ptr, step, unit, value, currents = _event_arrays(inputs, w_in)
+    v_out = np.empty((n_batch, n_steps, w_in.shape[1]), dtype=w_in.dtype)
     cpu_kernels.li_forward(
-        inputs.ptr, inputs.step, inputs.unit, inputs.value, w_in,
-        neurons.alpha_mem, neurons.alpha_syn, neurons.syn_gain, inputs.n_steps, v_out,
+        ptr, step, unit, value, w_in, currents,
+        neurons.alpha_mem, neurons.alpha_syn, neurons.syn_gain, n_steps, v_out,
     )  # fmt: skip
     return v_out
 
 
-def _backward_buffers(inputs: Events, w_in: np.ndarray, want_timing: bool, want_trace: bool):
+def _backward_buffers(inputs: LayerInput, w_in: np.ndarray, want_timing: bool,
+                      want_trace: bool):
     """Zeroed outputs of a compiled backward kernel: per-chunk weight gradients
     [chunks, in, N], per-input-event timing [E_in] and the lam_I trace [B, T, N]
-    (empty when not requested)."""
-    chunks = _n_chunks(inputs.n_batch)
-    gw_in = np.zeros((chunks, *w_in.shape), dtype=w_in.dtype)
-    in_dldt = np.zeros(inputs.n_events if want_timing else 0, dtype=w_in.dtype)
-    trace_shape = (inputs.n_batch, inputs.n_steps, w_in.shape[1]) if want_trace else (0, 0, 0)
+    (empty when not requested; always filled for dense input, whose weight gradient is
+    the GEMM x^T lam_I)."""
+    n_batch, n_steps = _shape(inputs)
+    chunks = _n_chunks(n_batch)
+    dense = not isinstance(inputs, Events)
+    rows = 0 if dense else w_in.shape[0]
+    gw_in = np.zeros((chunks, rows, w_in.shape[1]), dtype=w_in.dtype)
+    n_timing = inputs.n_events if want_timing and not dense else 0
+    in_dldt = np.zeros(n_timing, dtype=w_in.dtype)
+    trace_shape = (n_batch, n_steps, w_in.shape[1]) if want_trace or dense else (0, 0, 0)
     return gw_in, in_dldt, np.zeros(trace_shape, dtype=w_in.dtype)
+
+
+def _input_weight_grad(inputs: LayerInput, gw_in: np.ndarray, trace: np.ndarray) -> np.ndarray:
+    """Sum the per-chunk event gradients, or for dense input x: x^T lam_I (one GEMM)."""
+    if isinstance(inputs, Events):
+        return gw_in.sum(axis=0)
+    x = inputs.reshape(-1, inputs.shape[-1])
+    return x.T @ trace.reshape(-1, trace.shape[-1]).astype(x.dtype, copy=False)
 
 
 def _gather(dense: np.ndarray, events: Events) -> np.ndarray:
@@ -166,7 +228,7 @@ def _gather(dense: np.ndarray, events: Events) -> np.ndarray:
 
 
 def lif_backward(
-    inputs: Events,
+    inputs: LayerInput,
     spikes: Events,
     w_in: np.ndarray,
     w_rec: np.ndarray | None,
@@ -179,10 +241,10 @@ def lif_backward(
 ) -> LayerGrads:
     """EventProp backward of a LIF layer given dL/dt_k of each of its spikes (``spike_dldt``)."""
     _check_backend(backend)
-    inputs = inputs.astype(w_in.dtype)
+    inputs = _cast(inputs, w_in.dtype)
     spike_dldt = spike_dldt.astype(w_in.dtype, copy=False)
     if backend == "reference":
-        x = inputs.to_dense()
+        x = _dense(inputs, w_in.dtype)
         dense_dldt = np.zeros((spikes.n_batch, spikes.n_steps, spikes.n_units), w_in.dtype)
         dense_dldt[spikes.sample_index(), spikes.step, spikes.unit] = spike_dldt
         spike_dense = spikes.to_dense(w_in.dtype)
@@ -200,15 +262,17 @@ def lif_backward(
     gw_in, in_dldt, trace = _backward_buffers(inputs, w_in, want_input_timing, want_trace)
     rec = _empty_rec(w_in) if w_rec is None else w_rec
     gw_rec = np.zeros((gw_in.shape[0], *rec.shape), dtype=w_in.dtype)
+    ptr, step, unit, value, _ = _event_arrays(inputs, w_in, with_currents=False)
+    n_steps = _shape(inputs)[1]
     cpu_kernels.lif_backward(
-        inputs.ptr, inputs.step, inputs.unit, inputs.value, w_in, rec,
+        ptr, step, unit, value, w_in, rec,
         neurons.alpha_mem, neurons.alpha_syn, neurons.syn_gain, neurons.threshold,
-        neurons.tau_mem, neurons.tau_syn, inputs.n_steps,
+        neurons.tau_mem, neurons.tau_syn, n_steps,
         spikes.ptr, spikes.step, spikes.unit, spikes.isyn, spike_dldt, min_vdot,
-        gw_in, gw_rec, in_dldt, want_input_timing, trace, want_trace,
+        gw_in, gw_rec, in_dldt, want_input_timing, trace, trace.shape[0] > 0,
     )  # fmt: skip
     return LayerGrads(
-        gw_in.sum(axis=0),
+        _input_weight_grad(inputs, gw_in, trace),
         None if w_rec is None else gw_rec.sum(axis=0),
         in_dldt if want_input_timing else None,
         trace if want_trace else None,
@@ -216,7 +280,7 @@ def lif_backward(
 
 
 def li_backward(
-    inputs: Events,
+    inputs: LayerInput,
     w_in: np.ndarray,
     neurons: NeuronArrays,
     grad_v: np.ndarray,
@@ -226,11 +290,11 @@ def li_backward(
 ) -> LayerGrads:
     """Backward of an LI readout given dL/dV [B, T, N]."""
     _check_backend(backend)
-    inputs = inputs.astype(w_in.dtype)
+    inputs = _cast(inputs, w_in.dtype)
     grad_v = np.ascontiguousarray(grad_v, dtype=w_in.dtype)
     if backend == "reference":
         gw_in, in_dldt, trace = reference.li_backward(
-            inputs.to_dense(), w_in, grad_v, neurons.alpha_mem, neurons.alpha_syn,
+            _dense(inputs, w_in.dtype), w_in, grad_v, neurons.alpha_mem, neurons.alpha_syn,
             neurons.syn_gain, neurons.tau_mem, neurons.tau_syn,
         )  # fmt: skip
         return LayerGrads(
@@ -238,12 +302,14 @@ def li_backward(
             trace if want_trace else None,
         )  # fmt: skip
     gw_in, in_dldt, trace = _backward_buffers(inputs, w_in, want_input_timing, want_trace)
+    ptr, step, unit, value, _ = _event_arrays(inputs, w_in, with_currents=False)
     cpu_kernels.li_backward(
-        inputs.ptr, inputs.step, inputs.unit, inputs.value, w_in, neurons.alpha_mem,
+        ptr, step, unit, value, w_in, neurons.alpha_mem,
         neurons.alpha_syn, neurons.syn_gain, neurons.tau_mem, neurons.tau_syn,
-        inputs.n_steps, grad_v, gw_in, in_dldt, want_input_timing, trace, want_trace,
+        _shape(inputs)[1], grad_v, gw_in, in_dldt, want_input_timing, trace,
+        trace.shape[0] > 0,
     )  # fmt: skip
     return LayerGrads(
-        gw_in.sum(axis=0), None, in_dldt if want_input_timing else None,
-        trace if want_trace else None,
+        _input_weight_grad(inputs, gw_in, trace), None,
+        in_dldt if want_input_timing else None, trace if want_trace else None,
     )  # fmt: skip

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from spikeforge.engine import Events, NeuronArrays
+from spikeforge.engine import NeuronArrays
 from spikeforge.engine import layers as engine
 from spikeforge.nn.records import SpikeRecord, attach, record_of
 
@@ -30,10 +30,12 @@ def _to_numpy_weight(weight: torch.Tensor) -> np.ndarray:
     return np.ascontiguousarray(weight.detach().cpu().numpy().T)
 
 
-def _input_events(x: torch.Tensor, call: LayerCall) -> Events:
+def _input_events(x: torch.Tensor, call: LayerCall) -> engine.LayerInput:
+    """The layer's input for the engine: the upstream layer's spike events, or for a dense
+    tensor whichever of events / dense array is cheaper at its density."""
     if call.upstream is not None:
         return call.upstream.events
-    return Events.from_dense(x.detach().cpu().numpy())
+    return engine.choose_input(x.detach().cpu().numpy())
 
 
 def _input_grad(x, call: LayerCall, grads: engine.LayerGrads, w_in: torch.Tensor, needed: bool):

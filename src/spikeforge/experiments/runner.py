@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from spikeforge.atomic import write_text_atomic
+from spikeforge.data import DatasetSplits
 from spikeforge.data.registry import load_data
 from spikeforge.errors import SpikeforgeError
 from spikeforge.experiments import run_folder as rf
@@ -29,11 +31,18 @@ def _set_threads(threads: int) -> None:
         numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
 
 
-def train_run(config: RunConfig, out: Path, console: Console | None = None) -> dict[str, Any]:
-    """Train (or resume) a run into folder ``out``; returns the results dictionary."""
+def train_run(config: RunConfig, out: Path, console: Console | None = None,
+              on_epoch: Callable[[dict[str, Any]], None] | None = None,
+              splits: DatasetSplits | None = None) -> dict[str, Any]:
+    """Train (or resume) a run into folder ``out``; returns the results dictionary.
+
+    ``on_epoch(row)`` is called after each epoch's metrics row is saved (it may raise, e.g.
+    to prune a sweep trial; the checkpoint is already written). ``splits`` replaces the
+    dataset named in the config (cross-validation folds).
+    """
     console = console or Console(stderr=True)
     _set_threads(config.train.threads)
-    splits = load_data(config.data)
+    splits = splits or load_data(config.data)
     network = build_network(config, splits)
     trainer = Trainer(config, splits, network)
     resuming = rf.prepare_run_folder(out, config)
@@ -70,6 +79,8 @@ def train_run(config: RunConfig, out: Path, console: Console | None = None) -> d
                 f"train {row['train_accuracy']:.3f}  val {val.accuracy:.3f}  "
                 f"rate {val.hidden_rate_hz:.1f} Hz"
             )
+            if on_epoch is not None:
+                on_epoch(row)
     return finish_run(config, trainer, out, metrics, elapsed)
 
 

@@ -1,0 +1,122 @@
+"""``spikeforge sweep``, ``spikeforge cv`` and ``spikeforge report``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+Executor = Annotated[str, typer.Option(help="Where trials run: local, dask or slurm.")]
+Workers = Annotated[int, typer.Option(help="Trials/folds run at the same time.")]
+SetOpt = Annotated[list[str] | None, typer.Option("--set", help="Base config override "
+                                                  "section.key=value.")]
+DaskAddress = Annotated[str | None, typer.Option(
+    help="Dask scheduler address (default: start a LocalCluster).")]
+Cluster = Annotated[Path | None, typer.Option(
+    help="YAML with a 'slurm:' section (partition, account, time, gpus_per_trial, ...).")]
+Retries = Annotated[int, typer.Option(help="Retries of a failed trial/fold.")]
+AsJson = Annotated[bool, typer.Option("--json", help="Last stdout line: JSON result.")]
+
+
+def _overrides(items: list[str] | None) -> dict:
+    from spikeforge.experiments.config import parse_override
+
+    return dict(parse_override(item) for item in (items or []))
+
+
+def _default_out(kind: str, config: Path | None, overrides: dict) -> Path:
+    stem = config.stem if config is not None else overrides.get("data.name", "digits")
+    return Path(f"{kind}s") / str(stem)
+
+
+def sweep(
+    space: Annotated[Path, typer.Option(help="SPACE.yaml: config paths -> ranges/choices.")],
+    config: Annotated[Path | None, typer.Argument(help="Base YAML config (default: built-in "
+                                                  "defaults).")] = None,
+    trials: Annotated[int, typer.Option(help="Total trials in the sweep.")] = 20,
+    sampler: Annotated[str, typer.Option(help="grid, random or tpe.")] = "tpe",
+    pruner: Annotated[str, typer.Option(help="median (prune on validation accuracy) or "
+                                        "none.")] = "median",
+    workers: Workers = 1,
+    executor: Executor = "local",
+    storage: Annotated[str | None, typer.Option(help="Optuna storage URL (default: SQLite "
+                                                "in the sweep folder), e.g. "
+                                                "postgresql://user:pw@host/db.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Sampler seed (default: config seed).")
+                    ] = None,
+    out: Annotated[Path | None, typer.Option(help="Sweep folder (default sweeps/<config>).")
+                   ] = None,
+    set_: SetOpt = None,
+    max_retries: Retries = 2,
+    dask_address: DaskAddress = None,
+    cluster: Cluster = None,
+    as_json: AsJson = False,
+) -> None:
+    """Hyper-parameter sweep with Optuna; re-running the same command resumes it."""
+    from spikeforge.experiments.sweep import run_sweep
+
+    overrides = _overrides(set_)
+    folder = out or _default_out("sweep", config, overrides)
+    summary = run_sweep(config, space, folder, trials, sampler=sampler, workers=workers,
+                        executor=executor, storage=storage, pruner=pruner, seed=seed,
+                        overrides=overrides, max_retries=max_retries,
+                        dask_address=dask_address, cluster_file=cluster)
+    if as_json:
+        print(json.dumps(summary))
+        return
+    for key, value in summary.items():
+        print(f"{key}: {value}")
+
+
+def cv(
+    config: Annotated[Path | None, typer.Argument(help="Base YAML config.")] = None,
+    folds: Annotated[str, typer.Option(help="'loso' (leave one speaker out) or K.")] = "5",
+    workers: Workers = 1,
+    executor: Executor = "local",
+    out: Annotated[Path | None, typer.Option(help="CV folder (default cvs/<config>).")
+                   ] = None,
+    set_: SetOpt = None,
+    final: Annotated[bool, typer.Option(help="Also train on all training data and test.")
+                     ] = True,
+    max_retries: Retries = 2,
+    dask_address: DaskAddress = None,
+    cluster: Cluster = None,
+    as_json: AsJson = False,
+) -> None:
+    """Cross-validation over the training split; re-running skips completed folds."""
+    from spikeforge.experiments.cv import run_cv
+
+    overrides = _overrides(set_)
+    folder = out or _default_out("cv", config, overrides)
+    summary = run_cv(config, folder, folds=folds, workers=workers, executor=executor,
+                     overrides=overrides, max_retries=max_retries, final=final,
+                     dask_address=dask_address, cluster_file=cluster)
+    if as_json:
+        print(json.dumps({k: v for k, v in summary.items() if k != "confusion"}))
+        return
+    for fold in summary["folds"]:
+        who = f" speakers {fold['speakers']}" if fold["speakers"] else ""
+        print(f"fold {fold['fold']}{who}: {fold['accuracy']:.4f} (n={fold['n_held_out']})")
+    print(f"accuracy: {summary['mean_accuracy']:.4f} ± {summary['std_accuracy']:.4f} "
+          f"over {summary['n_folds']} folds")
+    if "final_test_accuracy" in summary:
+        print(f"final test accuracy: {summary['final_test_accuracy']:.4f}")
+
+
+def report(
+    folder: Annotated[Path, typer.Argument(help="Sweep or CV folder.")],
+    storage: Annotated[str | None, typer.Option(help="Storage URL if the sweep's has a "
+                                                "password.")] = None,
+) -> None:
+    """Write report.html and PNG figures for a sweep or CV folder."""
+    from spikeforge.experiments.report import write_report
+
+    print(write_report(folder, storage=storage))
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(sweep)
+    app.command()(cv)
+    app.command()(report)

@@ -1,0 +1,446 @@
+"""Parameter sweeps with Optuna: a coordinator asks trials, executors train them.
+
+Sweep folder ``OUT/``::
+
+    sweep.json       what this sweep is (config, space, sampler, pruner, storage, seed)
+    base_config.yaml the resolved base config every trial starts from
+    study.db         the Optuna store (SQLite) unless --storage names another database
+    trials/trial-0003/  a normal run folder per trial (config.yaml, metrics.jsonl, ...)
+    logs/trial-0003.log the trial's console output
+    summary.json     best trial and counts (rewritten at the end; the store is the truth)
+
+Resilience: the Optuna store is the single source of truth and every write to it is one
+database transaction. Trials left RUNNING by a coordinator that died are adopted and
+re-run by the next coordinator *as the same trial* in the same run folder, which resumes
+from its last epoch checkpoint (or returns at once if ``results.json`` already exists), so
+re-running the command never duplicates or loses a trial. A trial whose worker raised or
+died is recorded (``errors`` user attribute) and retried up to ``max_retries`` times before
+it is marked FAIL with its last error.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import yaml
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+from spikeforge.atomic import write_text_atomic
+from spikeforge.errors import SpikeforgeError
+from spikeforge.experiments.config import RunConfig, dump_config, load_config
+from spikeforge.experiments.executors import Task, make_executor
+from spikeforge.experiments.space import SearchSpace, _optuna, load_space, parse_space
+
+SWEEP_FILE, BASE_CONFIG, SUMMARY = "sweep.json", "base_config.yaml", "summary.json"
+STUDY_NAME = "spikeforge-sweep"
+HEARTBEAT_S, STALE_S = 20.0, 120.0
+SAMPLERS = ("grid", "random", "tpe")
+PRUNERS = ("median", "none")
+
+
+# -- storage --------------------------------------------------------------------------
+def redact(url: str) -> str:
+    """``url`` with any password replaced by ``***`` (for messages and sweep.json)."""
+    parts = urlsplit(url)
+    if parts.password:
+        netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+        return urlunsplit(parts._replace(netloc=netloc))
+    return url
+
+
+def _with_driver(url: str) -> str:
+    """``postgresql://`` -> ``postgresql+psycopg2://`` when only psycopg2 is installed
+    (SQLAlchemy 2.1 defaults to psycopg 3; ``spikeforge[sweep]`` ships psycopg2-binary)."""
+    import importlib.util
+
+    if url.startswith("postgresql://") and importlib.util.find_spec("psycopg") is None \
+            and importlib.util.find_spec("psycopg2") is not None:
+        return "postgresql+psycopg2://" + url[len("postgresql://"):]
+    return url
+
+
+def open_storage(url: str):
+    """An Optuna RDB storage for ``url`` (sqlite:///..., postgresql://...), connected and
+    checked now so an unreachable database fails before any work starts."""
+    optuna = _optuna()
+    url = _with_driver(url)
+    kwargs: dict[str, Any] = {}
+    if url.startswith("sqlite"):
+        kwargs = {"connect_args": {"timeout": 60}}
+    elif url.startswith("postgresql"):
+        kwargs = {"connect_args": {"connect_timeout": 5}, "pool_pre_ping": True}
+    try:
+        return optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
+    except ImportError as exc:
+        missing = exc.name or getattr(exc.__cause__, "name", None) or "driver"
+        raise SpikeforgeError(
+            f"storage {redact(url)} needs a database driver ({missing}); install it with: "
+            "pip install \"spikeforge[sweep]\""
+        ) from exc
+    except Exception as exc:  # sqlalchemy raises many kinds; all mean "cannot use it"
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise SpikeforgeError(
+            f"cannot open sweep storage {redact(url)} ({reason[:200]}); check the --storage URL "
+            "and that the database server is running"
+        ) from exc
+
+
+def _sampler(name: str, space: SearchSpace, seed: int):
+    optuna = _optuna()
+    if name == "grid":
+        return optuna.samplers.GridSampler(space.grid(), seed=seed)
+    if name == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    if name == "tpe":
+        return optuna.samplers.TPESampler(seed=seed, n_startup_trials=5)
+    raise SpikeforgeError(f"unknown sampler {name!r}; choose one of {', '.join(SAMPLERS)}")
+
+
+def _pruner(name: str):
+    optuna = _optuna()
+    if name == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=4, n_warmup_steps=1)
+    if name == "none":
+        return optuna.pruners.NopPruner()
+    raise SpikeforgeError(f"unknown pruner {name!r}; choose one of {', '.join(PRUNERS)}")
+
+
+# -- the trial, run by a worker -------------------------------------------------------
+def run_trial(payload: dict[str, Any]) -> dict[str, Any]:
+    """Train one trial's run folder (resuming it); runs in a worker process.
+
+    Reports each epoch's validation accuracy to the store and raises out of training when
+    the pruner says so. Returns ``{"state": "complete"|"pruned", ...results}``.
+    """
+    optuna = _optuna()
+    import torch
+
+    from spikeforge.experiments.runner import train_run
+
+    if payload.get("threads"):
+        torch.set_num_threads(int(payload["threads"]))
+    config = RunConfig.model_validate(payload["config"])
+    log_path = Path(payload["log"])
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    last: dict[str, Any] = {}
+    with open(log_path, "a") as log:
+        log.write(f"--- attempt on {socket.gethostname()} pid {os.getpid()} "
+                  f"{time.strftime('%Y-%m-%dT%H:%M:%S')}\n")
+        log.flush()
+        trial = None
+        if payload.get("prune"):
+            study = optuna.load_study(study_name=payload["study_name"],
+                                      storage=open_storage(payload["storage"]),
+                                      pruner=_pruner(payload["pruner"]))
+            trial = optuna.trial.Trial(study, payload["trial_id"])
+
+        def on_epoch(row: dict[str, Any]) -> None:
+            last.update(row)
+            if trial is not None:
+                trial.report(float(row["val_accuracy"]), int(row["epoch"]))
+                if trial.should_prune():
+                    raise optuna.TrialPruned(f"pruned after epoch {row['epoch']}")
+
+        try:
+            results = train_run(config, Path(payload["run_dir"]),
+                                console=Console(file=log, width=120), on_epoch=on_epoch)
+        except optuna.TrialPruned:
+            return {"state": "pruned", "epoch": last.get("epoch"),
+                    "val_accuracy": last.get("val_accuracy")}
+    return {"state": "complete", **results}
+
+
+# -- the sweep definition -------------------------------------------------------------
+@dataclass
+class SweepPlan:
+    """Everything that identifies a sweep (stored in ``sweep.json``)."""
+
+    config: dict[str, Any]
+    space: Any
+    sampler: str
+    pruner: str
+    seed: int
+    storage: str
+    study_name: str = STUDY_NAME
+
+    def identity(self) -> dict[str, Any]:
+        return {"config": self.config, "space": self.space, "sampler": self.sampler,
+                "pruner": self.pruner, "seed": self.seed, "study_name": self.study_name}
+
+
+def _trial_dir(out: Path, number: int) -> Path:
+    return out / "trials" / f"trial-{number:04d}"
+
+
+def _prepare_folder(out: Path, plan: SweepPlan, base: RunConfig) -> None:
+    """Create the sweep folder, or check that it holds this same sweep (resume)."""
+    path = out / SWEEP_FILE
+    record = {**plan.identity(), "storage": redact(plan.storage)}
+    if path.is_file():
+        existing = json.loads(path.read_text())
+        same = {k: existing.get(k) for k in plan.identity()} == json.loads(
+            json.dumps(plan.identity()))
+        if not same:
+            raise SpikeforgeError(
+                f"{out} holds a different sweep (config, space, sampler, pruner or seed "
+                "differ); use a new --out to start a new sweep"
+            )
+        return
+    if out.exists() and {p.name for p in out.iterdir()} - {"slurm-logs"}:
+        raise SpikeforgeError(f"output folder {out} exists but is not a sweep; choose another "
+                              "--out")
+    out.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(out / BASE_CONFIG, dump_config(base))
+    write_text_atomic(path, json.dumps(record, indent=2) + "\n")
+
+
+class _Owner:
+    """This coordinator's identity and heartbeat in the store (for adopting orphans)."""
+
+    def __init__(self, study):
+        self.study = study
+        self.host, self.pid = socket.gethostname(), os.getpid()
+        self.name = f"{self.host}:{self.pid}:{uuid.uuid4().hex[:6]}"
+        self.last = 0.0
+
+    def beat(self, force: bool = False) -> None:
+        now = time.time()
+        if force or now - self.last > HEARTBEAT_S:
+            self.study.set_user_attr(f"heartbeat:{self.name}", now)
+            self.last = now
+
+    def is_orphan(self, frozen) -> bool:
+        """Is RUNNING trial ``frozen`` abandoned by a dead coordinator?"""
+        owner = frozen.user_attrs.get("owner")
+        if owner is None:
+            return True
+        host, pid, _ = owner.split(":")
+        if host == self.host:
+            try:
+                os.kill(int(pid), 0)
+            except ProcessLookupError:
+                return True
+            except PermissionError:
+                pass
+        beat = self.study.user_attrs.get(f"heartbeat:{owner}", 0.0)
+        return time.time() - float(beat) > STALE_S
+
+
+# -- the coordinator ------------------------------------------------------------------
+def run_sweep(
+    config_path: Path | None,
+    space_path: Path,
+    out: Path,
+    trials: int,
+    sampler: str = "tpe",
+    workers: int = 1,
+    executor: str = "local",
+    storage: str | None = None,
+    pruner: str = "median",
+    seed: int | None = None,
+    overrides: dict[str, Any] | None = None,
+    max_retries: int = 2,
+    dask_address: str | None = None,
+    cluster_file: Path | None = None,
+    console: Console | None = None,
+    task: Task | None = None,
+) -> dict[str, Any]:
+    """Run (or resume) a sweep of ``trials`` trials into ``out``; returns the summary.
+
+    ``task(payload) -> {"state": "complete", "val_accuracy": ..., ...}`` is what a worker
+    runs per trial (default :func:`run_trial`, which trains the trial's run folder); it
+    must be a picklable module-level function.
+    """
+    optuna = _optuna()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    console = console or Console(stderr=True)
+    out = Path(out).absolute()
+    if trials < 1:
+        raise SpikeforgeError(f"--trials must be >= 1 (got {trials})")
+    if max_retries < 0:
+        raise SpikeforgeError(f"--max-retries must be >= 0 (got {max_retries})")
+    base = load_config(config_path, overrides)
+    space, tree = load_space(space_path, config_path, overrides)
+    if sampler not in SAMPLERS:
+        raise SpikeforgeError(f"unknown sampler {sampler!r}; choose one of {', '.join(SAMPLERS)}")
+    _pruner(pruner)
+    seed = base.seed if seed is None else seed
+    target = min(trials, space.grid_size()) if sampler == "grid" else trials
+    _sampler(sampler, space, seed)  # grid sampler: fails now if a range is continuous
+    url = storage or f"sqlite:///{out / 'study.db'}"
+    if storage:
+        open_storage(storage)  # before creating anything
+    plan = SweepPlan(json.loads(json.dumps(base.model_dump(mode="json"))), tree, sampler,
+                     pruner, seed, url)
+    pool = make_executor(executor, workers, out, dask_address, cluster_file)
+    try:
+        _prepare_folder(out, plan, base)
+        study = optuna.create_study(
+            storage=open_storage(url), study_name=plan.study_name, direction="maximize",
+            sampler=_sampler(sampler, space, seed), pruner=_pruner(pruner), load_if_exists=True)
+        _coordinate(study, space, plan, out, target, pool, max_retries, console,
+                    task or run_trial)
+    finally:
+        pool.close()
+    summary = sweep_summary(study, out)
+    write_text_atomic(out / SUMMARY, json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
+def _coordinate(study, space: SearchSpace, plan: SweepPlan, out: Path, target: int, pool,
+                max_retries: int, console: Console, task: Task) -> None:
+    optuna = _optuna()
+    TrialState = optuna.trial.TrialState
+    owner = _Owner(study)
+    owner.beat(force=True)
+    threads = max(1, (os.cpu_count() or 1) // pool.slots)
+    orphans = [t for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+               if owner.is_orphan(t)]
+    if orphans:
+        console.print(f"resuming {len(orphans)} unfinished trial(s): "
+                      f"{', '.join(str(t.number) for t in orphans)}")
+    queue = [optuna.trial.Trial(study, t._trial_id) for t in orphans]
+    running: dict[Any, Any] = {}  # job -> Trial
+
+    def finished() -> int:
+        done = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+        return len(study.get_trials(deepcopy=False, states=done))
+
+    def submit(trial) -> None:
+        trial.set_user_attr("owner", owner.name)
+        params = space.overrides(trial.params)
+        config = load_config(out / BASE_CONFIG, params)
+        payload = {
+            "config": config.model_dump(mode="json"), "run_dir": str(_trial_dir(out, trial.number)),
+            "log": str(out / "logs" / f"trial-{trial.number:04d}.log"),
+            "storage": plan.storage, "study_name": plan.study_name, "trial_id": trial._trial_id,
+            "prune": plan.pruner != "none", "pruner": plan.pruner, "threads": threads,
+            "label": f"trial{trial.number}", "params": params, "number": trial.number,
+        }  # fmt: skip
+        trial.set_user_attr("run_dir", payload["run_dir"])
+        running[pool.submit(task, payload)] = trial
+
+    columns = (TextColumn("[bold]sweep[/bold]"), BarColumn(), MofNCompleteColumn(),
+               TextColumn("trials  best {task.fields[best]}"), TimeElapsedColumn(),
+               TextColumn("ETA"), TimeRemainingColumn())
+    with Progress(*columns, console=console) as progress:
+        bar = progress.add_task("sweep", total=target, completed=min(finished(), target),
+                                 best=_best_text(study))
+        while True:
+            while len(running) < pool.slots:
+                if queue:
+                    submit(queue.pop(0))
+                elif len(study.get_trials(deepcopy=False)) < target:
+                    submit(study.ask(space.distributions()))
+                else:
+                    break
+            if not running:
+                break
+            time.sleep(0.2)
+            owner.beat()
+            for job in [j for j in running if j.done()]:
+                trial = running.pop(job)
+                ok, value = job.outcome()
+                if ok:
+                    _record_success(study, trial, value)
+                else:
+                    errors = [*trial.user_attrs.get("errors", []), value.splitlines()[0]]
+                    trial.set_user_attr("errors", errors)
+                    if len(errors) <= max_retries:
+                        console.print(f"[yellow]trial {trial.number} failed ({errors[-1]}); "
+                                      f"retry {len(errors)}/{max_retries}[/yellow]")
+                        submit(trial)
+                    else:
+                        trial.set_user_attr("error", value)
+                        study.tell(trial, state=TrialState.FAIL)
+                        console.print(f"[red]trial {trial.number} failed {len(errors)} times; "
+                                      f"giving up: {errors[-1]}[/red]")
+                progress.update(bar, completed=min(finished(), target), best=_best_text(study))
+
+
+def _record_success(study, trial, result: dict[str, Any]) -> None:
+    TrialState = _optuna().trial.TrialState
+    if result["state"] == "pruned":
+        trial.set_user_attr("pruned_after_epoch", result.get("epoch"))
+        study.tell(trial, state=TrialState.PRUNED)
+        return
+    for key in ("test_accuracy", "test_loss", "train_seconds", "hidden_rate_hz"):
+        if result.get(key) is not None:
+            trial.set_user_attr(key, result[key])
+    study.tell(trial, float(result["val_accuracy"]))
+
+
+def _best_text(study) -> str:
+    try:
+        best = study.best_trial
+    except ValueError:
+        return "-"
+    return f"#{best.number} val {best.value:.3f}"
+
+
+def load_sweep(out: Path, storage: str | None = None):
+    """Open an existing sweep folder's study (for reports); returns (study, sweep record)."""
+    optuna = _optuna()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    out = Path(out)
+    path = out / SWEEP_FILE
+    if not path.is_file():
+        raise SpikeforgeError(f"{out} is not a sweep folder (no {SWEEP_FILE})")
+    record = json.loads(path.read_text())
+    url = storage or record["storage"]
+    if "***" in url:
+        raise SpikeforgeError(f"{out} uses a password-protected storage; pass --storage URL")
+    study = optuna.load_study(study_name=record["study_name"], storage=open_storage(url))
+    return study, record
+
+
+def sweep_summary(study, out: Path) -> dict[str, Any]:
+    """Counts per state and the best trial's value, parameters and run folder."""
+    TrialState = _optuna().trial.TrialState
+    trials = study.get_trials(deepcopy=False)
+    counts = {state.name.lower(): sum(t.state == state for t in trials) for state in TrialState}
+    summary: dict[str, Any] = {"sweep_dir": str(out), "n_trials": len(trials),
+                               **{f"n_{k}": v for k, v in counts.items() if v}}
+    try:
+        best = study.best_trial
+    except ValueError:
+        return summary
+    summary.update(best_trial=best.number, best_val_accuracy=best.value,
+                   best_test_accuracy=best.user_attrs.get("test_accuracy"),
+                   best_params={k: v for k, v in best.params.items()},
+                   best_run_dir=best.user_attrs.get("run_dir"))
+    return summary
+
+
+def trial_table(study) -> list[dict[str, Any]]:
+    """One row per trial: number, state, value, params, test accuracy, errors."""
+    rows = []
+    for t in study.get_trials(deepcopy=False):
+        rows.append({
+            "number": t.number, "state": t.state.name, "value": t.value,
+            "params": dict(t.params), "test_accuracy": t.user_attrs.get("test_accuracy"),
+            "errors": t.user_attrs.get("errors", []), "run_dir": t.user_attrs.get("run_dir"),
+            "seconds": (t.duration.total_seconds() if t.duration else None),
+        })  # fmt: skip
+    return rows
+
+
+def parse_space_text(text: str, base_config: Path | None = None) -> SearchSpace:
+    """Validate a search space given as YAML text (handy in notebooks and tests)."""
+    return parse_space(yaml.safe_load(text), base_config)

@@ -1,0 +1,343 @@
+"""Sweeps: search-space validation, executors, the coordinator's retry/resume logic (with a
+cheap objective), bad input, and (slow) real training sweeps on digits, Dask, PostgreSQL,
+SLURM and a kill -9 of a worker mid-trial."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+optuna = pytest.importorskip("optuna", reason="sweeps need optuna: pip install spikeforge[sweep]")
+
+from services import artifacts, postgres_url, slurm_cluster  # noqa: E402, F401
+from spikeforge.errors import SpikeforgeError  # noqa: E402
+from spikeforge.experiments.executors import LocalExecutor  # noqa: E402
+from spikeforge.experiments.space import parse_space  # noqa: E402
+from spikeforge.experiments.sweep import load_sweep, run_sweep, trial_table  # noqa: E402
+from sweep_tasks import (  # noqa: E402
+    always_failing,
+    crashing_objective,
+    fake_objective,
+    sleeper,
+)
+
+TINY = {"train.epochs": 1, "model.hidden": [8], "train.batch_size": 64}
+
+
+def run_cli(*args, check=True, timeout=900):
+    proc = subprocess.run([sys.executable, "-m", "spikeforge.cli", *args], capture_output=True,
+                          text=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+# -- search space ---------------------------------------------------------------------
+def test_space_distributions_and_grid():
+    space = parse_space({
+        "train.lr": {"low": 1e-4, "high": 1e-1, "log": True, "grid": 4},
+        "train.batch_size": {"low": 16, "high": 64, "step": 16},
+        "model.hidden": {"choices": [[32], [64, 64]]},
+        "model.recurrent": [False, True],
+    })  # fmt: skip
+    dists = space.distributions()
+    assert isinstance(dists["train.lr"], optuna.distributions.FloatDistribution)
+    assert dists["train.lr"].log
+    assert isinstance(dists["train.batch_size"], optuna.distributions.IntDistribution)
+    grid = space.grid()
+    assert grid["train.batch_size"] == [16, 32, 48, 64]
+    assert grid["train.lr"] == pytest.approx([1e-4, 1e-3, 1e-2, 1e-1])
+    assert grid["model.hidden"] == ["[32]", "[64, 64]"]
+    assert space.grid_size() == 4 * 4 * 2 * 2
+    overrides = space.overrides({"model.hidden": "[64, 64]", "train.lr": 0.01})
+    assert overrides == {"model.hidden": [64, 64], "train.lr": 0.01}
+
+
+@pytest.mark.parametrize("tree, message", [
+    ({"train.lrr": {"low": 0.1, "high": 1}}, "unknown config path 'train.lrr'"),
+    ({"lr": {"low": 0.1, "high": 1}}, "did you mean train.lr"),
+    ({"train.lr": {"low": 0.1, "high": 0.1}}, "empty range"),
+    ({"train.lr": {"low": 0.5, "high": 0.1}}, "empty range"),
+    ({"train.lr": {"choices": []}}, "empty list of choices"),
+    ({"train.lr": {"low": 0.0, "high": 0.1, "log": True}}, "log scale, so low must be > 0"),
+    ({"train.epochs": {"low": 0, "high": 3}}, "train.epochs=0 is not allowed"),
+    ({"train.loss": ["sum", "nosuch"]}, "train.loss='nosuch' is not allowed"),
+    ({"train.lr": {"low": 0.1}}, "needs 'low' and 'high'"),
+    ({}, "non-empty mapping"),
+])  # fmt: skip
+def test_space_errors_are_one_line(tree, message):
+    with pytest.raises(SpikeforgeError) as info:
+        parse_space(tree)
+    assert message in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_grid_sampler_needs_finite_values():
+    space = parse_space({"train.lr": {"low": 1e-3, "high": 1e-1}})
+    with pytest.raises(SpikeforgeError, match="grid sampler needs finite values for train.lr"):
+        space.grid()
+
+
+# -- executors ------------------------------------------------------------------------
+def _wait(job, timeout=60):
+    deadline = time.time() + timeout
+    while not job.done():
+        assert time.time() < deadline, "job did not finish"
+        time.sleep(0.05)
+    return job.outcome()
+
+
+def test_local_executor_reports_results_errors_and_killed_workers():
+    pool = LocalExecutor(3)
+    ok = pool.submit(sleeper, {"seconds": 0.1})
+    bad = pool.submit(always_failing, {})
+    victim = pool.submit(sleeper, {"seconds": 60})
+    time.sleep(1.0)
+    os.kill(victim.process.pid, signal.SIGKILL)
+    assert _wait(ok) == (True, {"slept": 0.1})
+    status, text = _wait(bad)
+    assert not status and text.startswith("ValueError: this trial can never work")
+    status, text = _wait(victim)
+    assert not status and "killed by SIGKILL" in text
+
+
+# -- coordinator with a cheap objective -----------------------------------------------
+def _space_file(tmp_path, text="train.lr: {low: 1.0e-4, high: 1.0, log: true}\n"
+                               "model.hidden: [[8], [16]]\n"):
+    path = tmp_path / f"space-{len(list(tmp_path.glob('space-*.yaml')))}.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_sweep_retries_failed_trials_and_resumes_without_duplicates(tmp_path):
+    space = _space_file(tmp_path)
+    out = tmp_path / "sweep"
+    summary = run_sweep(None, space, out, trials=3, sampler="random", workers=2,
+                        pruner="none", max_retries=2, task=crashing_objective)
+    assert summary["n_trials"] == 3 and summary["n_complete"] == 3
+    study, _ = load_sweep(out)
+    rows = {r["number"]: r for r in trial_table(study)}
+    assert rows[1]["errors"] == [rows[1]["errors"][0]]
+    assert "killed by SIGKILL" in rows[1]["errors"][0]
+    assert rows[2]["errors"] == ["RuntimeError: simulated failure 1"]
+    assert rows[0]["errors"] == []
+    for number, row in rows.items():
+        lr, hidden = row["params"]["train.lr"], json.loads(row["params"]["model.hidden"])[0]
+        assert row["value"] == pytest.approx(1.0 - abs(math.log10(lr) + 2.0) / 4.0
+                                             - 0.001 * hidden), number
+    # the same command again: nothing re-runs, nothing is added
+    before = {n: (out / "trials" / f"trial-{n:04d}" / "attempts.txt").read_text()
+              for n in rows}
+    again = run_sweep(None, space, out, trials=3, sampler="random", workers=2, pruner="none",
+                      task=crashing_objective)
+    assert again["n_trials"] == 3 and again["best_trial"] == summary["best_trial"]
+    for n in rows:
+        assert (out / "trials" / f"trial-{n:04d}" / "attempts.txt").read_text() == before[n]
+    # asking for more trials continues the same study
+    more = run_sweep(None, space, out, trials=4, sampler="random", workers=2, pruner="none",
+                     task=fake_objective)
+    assert more["n_trials"] == 4 and more["n_complete"] == 4
+
+
+def test_trial_failing_every_retry_is_recorded_as_failed(tmp_path):
+    out = tmp_path / "sweep"
+    summary = run_sweep(None, _space_file(tmp_path), out, trials=1, sampler="random",
+                        pruner="none", max_retries=1, task=always_failing)
+    assert summary["n_fail"] == 1
+    study, _ = load_sweep(out)
+    trial = study.trials[0]
+    assert trial.state == optuna.trial.TrialState.FAIL
+    assert trial.user_attrs["errors"] == ["ValueError: this trial can never work"] * 2
+    assert "Traceback" in trial.user_attrs["error"]
+
+
+COORDINATOR = """
+import sys
+from pathlib import Path
+sys.path.insert(0, {tests!r})
+from sweep_tasks import slow_objective
+from spikeforge.experiments.sweep import run_sweep
+
+if __name__ == "__main__":
+    run_sweep(None, Path({space!r}), Path({out!r}), trials=3, sampler="random", workers=2,
+              pruner="none", task=slow_objective)
+"""
+
+
+def test_coordinator_kill9_loses_no_completed_trial(tmp_path):
+    space, out = _space_file(tmp_path), tmp_path / "sweep"
+    script = tmp_path / "coordinator.py"
+    script.write_text(COORDINATOR.format(tests=str(Path(__file__).parent), space=str(space),
+                                         out=str(out)))
+    proc = subprocess.Popen([sys.executable, str(script)], stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    deadline = time.time() + 120
+    study = None
+    while time.time() < deadline:
+        try:
+            study, _ = load_sweep(out)
+        except (SpikeforgeError, KeyError):  # not created yet
+            study = None
+        if study and study.get_trials(states=(optuna.trial.TrialState.COMPLETE,)):
+            break
+        time.sleep(0.2)
+    os.kill(proc.pid, signal.SIGKILL)  # the coordinator only; its workers must notice
+    proc.wait()
+    study, _ = load_sweep(out)
+    complete_before = {t.number: t.value for t in study.trials
+                       if t.state == optuna.trial.TrialState.COMPLETE}
+    assert complete_before, "no trial completed before the kill"
+    summary = run_sweep(None, space, out, trials=3, sampler="random", workers=2,
+                        pruner="none", task=fake_objective)
+    assert summary["n_trials"] == 3 and summary["n_complete"] == 3
+    study, _ = load_sweep(out)
+    after = {t.number: t.value for t in study.trials}
+    for number, value in complete_before.items():
+        assert after[number] == value
+        attempts = (out / "trials" / f"trial-{number:04d}" / "attempts.txt").read_text()
+        assert len(attempts.split()) == 1, "a completed trial was run again"
+
+
+# -- bad input (CLI: one line, exit 2, nothing written) -------------------------------
+def _main_in_process(monkeypatch, capsys, *args):
+    from spikeforge import cli
+
+    monkeypatch.setattr(sys, "argv", ["spikeforge", *args])
+    with pytest.raises(SystemExit) as info:
+        cli.main()
+    return info.value.code, capsys.readouterr().err
+
+
+def test_cli_bad_input_is_one_line_before_work(tmp_path, monkeypatch, capsys):
+    bad_path = _space_file(tmp_path, "train.nosuch: {low: 1, high: 2}\n")
+    out = tmp_path / "never"
+    proc = run_cli("sweep", "--space", str(bad_path), "--out", str(out), check=False)
+    assert proc.returncode == 2
+    assert "unknown config path 'train.nosuch'" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    cases = [
+        (["--space", str(_space_file(tmp_path, "train.lr: {low: 0.1, high: 0.01}\n"))],
+         "empty range"),
+        (["--space", str(_space_file(tmp_path)), "--storage",
+          "postgresql://nobody:secret@127.0.0.1:9/none"], "cannot open sweep storage"),
+        (["--space", str(_space_file(tmp_path)), "--executor", "nosuch"], "unknown executor"),
+        (["--space", str(_space_file(tmp_path)), "--sampler", "grid"],
+         "grid sampler needs finite values for train.lr"),
+        (["--space", str(tmp_path / "missing.yaml")], "cannot read search space"),
+    ]
+    for args, message in cases:
+        code, err = _main_in_process(monkeypatch, capsys, "sweep", *args, "--out", str(out))
+        assert code == 2, err
+        assert message in err
+        assert "secret" not in err
+        assert len(err.strip().splitlines()) == 1, err
+    assert not out.exists()
+
+
+# -- real training (slow) -------------------------------------------------------------
+def _sweep_args(space, out, *extra):
+    sets = [item for key, value in TINY.items() for item in ("--set", f"{key}={value}")]
+    return ["sweep", "--space", str(space), "--out", str(out), *sets, "--json", *extra]
+
+
+@pytest.mark.slow
+def test_12_trial_sweep_local_and_dask_agree_and_report_renders(tmp_path, artifacts):  # noqa: F811
+    space = _space_file(tmp_path, "train.lr: {low: 1.0e-3, high: 5.0e-2, log: true}\n"
+                                  "model.tau_mem: {low: 10.0, high: 30.0}\n"
+                                  "model.hidden: [[8], [16]]\n")
+    common = ["--trials", "12", "--sampler", "random", "--workers", "2", "--pruner", "none"]
+    local = json.loads(run_cli(*_sweep_args(space, tmp_path / "local", *common)
+                               ).stdout.splitlines()[-1])
+    dask = json.loads(run_cli(*_sweep_args(space, tmp_path / "dask", *common, "--executor",
+                                           "dask")).stdout.splitlines()[-1])
+    assert local["n_complete"] == 12 and dask["n_complete"] == 12
+    rows_local = trial_table(load_sweep(tmp_path / "local")[0])
+    rows_dask = trial_table(load_sweep(tmp_path / "dask")[0])
+    for a, b in zip(rows_local, rows_dask, strict=True):
+        assert a["params"] == b["params"]
+        assert a["value"] == b["value"], (a, b)
+        assert a["test_accuracy"] == b["test_accuracy"]
+    assert max(r["value"] for r in rows_local) > 0.3  # chance is 0.1
+    html = Path(run_cli("report", str(tmp_path / "local")).stdout.strip().splitlines()[-1])
+    from test_report import check_in_browser
+
+    check_in_browser(html, artifacts / "sweep_report.png")
+
+
+@pytest.mark.slow
+def test_kill9_worker_mid_trial_is_recorded_retried_and_resumed(tmp_path):
+    space = _space_file(tmp_path, "train.lr: {low: 1.0e-3, high: 5.0e-2, log: true}\n")
+    out = tmp_path / "sweep"
+    args = _sweep_args(space, out, "--trials", "3", "--sampler", "random", "--workers", "1",
+                       "--pruner", "none", "--set", "train.epochs=3")
+    proc = subprocess.Popen([sys.executable, "-m", "spikeforge.cli", *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    metrics = out / "trials" / "trial-0001" / "metrics.jsonl"
+    deadline = time.time() + 600
+    while not (metrics.exists() and metrics.read_text().strip()):
+        assert time.time() < deadline and proc.poll() is None
+        time.sleep(0.2)
+    log = (out / "logs" / "trial-0001.log").read_text()
+    pid = int(log.split(" pid ")[-1].split()[0])
+    os.kill(pid, signal.SIGKILL)
+    stdout, stderr = proc.communicate(timeout=900)
+    assert proc.returncode == 0, stderr
+    summary = json.loads(stdout.splitlines()[-1])
+    assert summary["n_complete"] == 3
+    study, _ = load_sweep(out)
+    rows = {r["number"]: r for r in trial_table(study)}
+    assert len(rows[1]["errors"]) == 1 and "killed by SIGKILL" in rows[1]["errors"][0]
+    assert rows[0]["errors"] == [] and rows[2]["errors"] == []
+    # the retry resumed from the checkpoint: epochs 1..3 once each, after a second attempt
+    epochs = [json.loads(line)["epoch"] for line in metrics.read_text().splitlines()]
+    assert epochs == [1, 2, 3]
+    assert "resuming" in (out / "logs" / "trial-0001.log").read_text()
+
+
+@pytest.mark.slow
+def test_sweep_on_postgresql(tmp_path, postgres_url):  # noqa: F811
+    space = _space_file(tmp_path, "train.lr: {low: 1.0e-3, high: 5.0e-2, log: true}\n")
+    out = tmp_path / "sweep"
+    args = _sweep_args(space, out, "--trials", "2", "--sampler", "random", "--pruner", "none",
+                       "--storage", postgres_url)
+    summary = json.loads(run_cli(*args).stdout.splitlines()[-1])
+    assert summary["n_complete"] == 2
+    study = optuna.load_study(study_name="spikeforge-sweep", storage=postgres_url)
+    assert len(study.trials) == 2 and all(t.value is not None for t in study.trials)
+    again = json.loads(run_cli(*args).stdout.splitlines()[-1])
+    assert again["n_trials"] == 2  # resumed from PostgreSQL, nothing duplicated
+
+
+def test_slurm_rejected_option_is_one_line_error(tmp_path, slurm_cluster):  # noqa: F811
+    cluster = tmp_path / "cluster.yaml"
+    cluster.write_text("slurm:\n  partition: nosuchpartition\n")
+    out = tmp_path / "never"
+    proc = run_cli("sweep", "--space", str(_space_file(tmp_path)), "--out", str(out),
+                   "--executor", "slurm", "--cluster", str(cluster), check=False)
+    assert proc.returncode == 2
+    assert "SLURM rejected the job options" in proc.stderr
+    assert "partition" in proc.stderr.lower()
+    assert len(proc.stderr.strip().splitlines()) == 1
+    assert not out.exists()
+
+
+@pytest.mark.slow
+def test_sweep_on_slurm(tmp_path, slurm_cluster):  # noqa: F811
+    space = _space_file(tmp_path, "train.lr: {low: 1.0e-3, high: 5.0e-2, log: true}\n")
+    cluster = tmp_path / "cluster.yaml"
+    cluster.write_text(f"slurm:\n  partition: {slurm_cluster['partition']}\n"
+                       "  time: '00:20:00'\n  memory_per_trial: 1GB\n")
+    out = tmp_path / "sweep"
+    args = _sweep_args(space, out, "--trials", "2", "--sampler", "random", "--pruner", "none",
+                       "--workers", "1", "--executor", "slurm", "--cluster", str(cluster))
+    summary = json.loads(run_cli(*args).stdout.splitlines()[-1])
+    assert summary["n_complete"] == 2
+    assert list((out / "slurm-logs").iterdir()), "no SLURM job ran"

@@ -1,0 +1,114 @@
+"""The benchmark harness (benchmarks/) stays runnable: the shared task definition, the
+spikeforge and plain-PyTorch implementations (in-process, tiny), and the orchestrator."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+sys.path.insert(0, str(BENCH))
+import impl_spikeforge  # noqa: E402
+import impl_torch  # noqa: E402
+import task as tk  # noqa: E402
+
+FIELDS = (
+    "impl", "mode", "n_steps", "batch", "n_hidden", "s_per_step", "cpu_s_per_step",
+    "samples_per_s", "train_mem_mb", "peak_rss_mb", "hidden_rate_hz", "finite",
+)  # fmt: skip
+TINY = ["--T", "40", "--batch", "4", "--steps", "1", "--warmup", "1", "--threads", "1"]
+
+
+@pytest.fixture
+def isolated_threads(monkeypatch):
+    """The implementations pin thread counts; undo that for the rest of the session."""
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
+                "NUMBA_NUM_THREADS"):  # fmt: skip
+        monkeypatch.setenv(var, os.environ.get(var, ""))
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
+def _check_record(r: dict, impl: str) -> None:
+    for field in FIELDS:
+        assert field in r, field
+    assert r["impl"] == impl and r["mode"] == "train"
+    assert r["n_steps"] == 40 and r["batch"] == 4 and r["finite"] is True
+    assert r["s_per_step"] > 0 and r["peak_rss_mb"] > 0 and r["train_mem_mb"] >= 0
+    assert len(r["s_per_step_all"]) == 2
+
+
+def test_task_inputs_are_seeded_bernoulli():
+    task = tk.Task(n_steps=200, batch=8)
+    x = tk.make_inputs(task, step=3)
+    assert x.shape == (8, 200, tk.N_INPUTS)
+    np.testing.assert_array_equal(x, tk.make_inputs(task, step=3))
+    assert not np.array_equal(x, tk.make_inputs(task, step=4))
+    assert abs(x.mean() - tk.INPUT_P) < 0.002
+    w = tk.make_weights(task)
+    assert w["w_in"].shape == (task.n_hidden, tk.N_INPUTS)
+    assert w["w_rec"].shape == (task.n_hidden, task.n_hidden)
+    assert w["w_out"].shape == (tk.N_CLASSES, task.n_hidden)
+
+
+def test_weight_scale_equalises_charge_per_spike():
+    alpha_mem, alpha_syn, syn_gain = tk.decays()
+    assert tk.weight_scale(syn_gain) == pytest.approx(1.0)
+    # Euler (Norse): gain dt/tau_mem, current decay 1 - dt/tau_syn
+    s = tk.weight_scale(0.05, 0.8)
+    assert s * 0.05 / (1 - 0.8) == pytest.approx(syn_gain / (1 - alpha_syn))
+
+
+def test_spikeforge_and_torch_records_agree(isolated_threads, capsys):
+    sf = impl_spikeforge.main([*TINY, "--backend", "event"])
+    pt = impl_torch.main(TINY)
+    _check_record(sf, "spikeforge-event")
+    _check_record(pt, "torch-bptt")
+    printed = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [p["impl"] for p in printed] == ["spikeforge-event", "torch-bptt"]
+    # Same dynamics, same weights, same first batch: same hidden activity before training.
+    assert sf["hidden_rate_first_hz"] > 0
+    assert sf["hidden_rate_first_hz"] == pytest.approx(pt["hidden_rate_first_hz"], rel=0.02)
+
+
+def test_inference_mode_makes_no_update(isolated_threads, capsys):
+    r = impl_torch.main([*TINY, "--mode", "infer"])
+    assert r["mode"] == "infer" and r["finite"] is True and r["s_per_step"] > 0
+    # No optimizer step: the first and last batches' rates come from the same weights,
+    # so rerunning the first batch gives the same rate.
+    again = impl_torch.main([*TINY, "--mode", "infer"])
+    assert again["hidden_rate_first_hz"] == r["hidden_rate_first_hz"]
+
+
+def test_orchestrator_writes_jsonl_and_table(tmp_path):
+    out = tmp_path / "r.jsonl"
+    cmd = [sys.executable, str(BENCH / "run.py"), "--quick", "--impls", "torch-bptt",
+           *TINY, "--no-inference", "--out", str(out)]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert lines[0]["meta"] is True
+    assert [(r["impl"], r["section"]) for r in lines[1:]] == [("torch-bptt", "train")]
+    _check_record(lines[1], "torch-bptt")
+    table = out.with_suffix(".md").read_text()
+    assert "| torch-bptt | 40 | 4 | 256 |" in table
+    assert "## Inference" not in table
+
+
+def test_unknown_impl_is_a_one_line_error(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, str(BENCH / "run.py"), "--impls", "nope", "--out",
+         str(tmp_path / "r.jsonl")],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("error: unknown implementation")
+    assert not (tmp_path / "r.jsonl").exists()

@@ -4,13 +4,13 @@ Two input channels, A (0) and B (1), each fire exactly one spike. The first of t
 at a random time in [0, onset_ms]; the other follows after a random gap in
 [gap_min_ms, gap_max_ms]. The label is the order: 0 if A fired first, 1 if B did. The
 gaps are several times longer than the hidden membrane / synaptic time constants of the
-recommended model (configs/delay_order.yaml: tau_mem 5 ms, tau_syn 2.5 ms), so when the
-second spike arrives the first one's trace has decayed to well under 1 %: a feed-forward
-LIF layer without delays cannot tell the orders apart. With learnable delays a hidden
-neuron can delay A by d_A and B by d_B so that both arrive together only for one order
-(d_A - d_B ~ the gap): a coincidence detector.
-The readout should integrate without a time weighting (``train.loss=sum``) and the
-simulation has a long tail, so absolute timing does not leak the answer either.
+recommended model (configs/delay_order.yaml: tau_mem 5 ms, tau_syn 2.5 ms for hidden and
+readout neurons), so when the second spike arrives the first one's trace has decayed to
+well under 0.1 %: a feed-forward LIF network without delays cannot tell the orders apart.
+With learnable delays a hidden neuron can delay A by d_A and B by d_B so that both
+arrive together only for one order (d_A - d_B ~ the gap): a coincidence detector.
+The readout loss must not weight time (``train.loss=max`` or ``sum``, not ``sum_exp``:
+a decaying time weight would reveal which input came first without any delay).
 """
 
 from __future__ import annotations
@@ -37,12 +37,12 @@ def generate(n_samples: int, dt: float, rng: np.random.Generator, onset_ms: floa
 
 
 def load(dt: float = 1.0, n_train: int = 1000, n_val: int = 200, n_test: int = 400,
-         onset_ms: float = 40.0, gap_min_ms: float = 20.0, gap_max_ms: float = 40.0,
-         tail_ms: float = 160.0) -> DatasetSplits:  # fmt: skip
+         onset_ms: float = 40.0, gap_min_ms: float = 40.0, gap_max_ms: float = 60.0,
+         tail_ms: float = 140.0) -> DatasetSplits:  # fmt: skip
     """The three splits (independent draws from one seeded generator).
 
     Simulated window: ``onset_ms + gap_max_ms + tail_ms`` (240 ms by default), long enough
-    for delays up to ~60 ms plus the readout's decay."""
+    for delays up to 80 ms plus the readout's decay."""
     rng = np.random.default_rng(SEED)
     n_steps = int(round((onset_ms + gap_max_ms + tail_ms) / dt))
     splits = []

@@ -65,3 +65,62 @@ def test_network_ops_match_dense_brute_force(recurrent):
     assert ops.macs_per_inference == dense_macs(12, 16, recurrent) + 16 * 4
     assert ops.macs_per_step == ops.macs_per_inference * 30
     assert ops.neuron_updates == (16 + 4) * 30
+
+
+def test_modelled_energy_arithmetic():
+    from spikeforge.energy.platforms import PLATFORMS, modelled_energy
+
+    plat = {p.name: p for p in PLATFORMS}
+    fp32 = modelled_energy(plat["CMOS 45nm fp32"], sops=1000, neuron_updates=100, dt_ms=1.0,
+                           macs_per_inference=500, macs_per_step=20000)
+    assert fp32["snn_synaptic_only_j"] == pytest.approx(1000 * 0.9e-12)
+    assert fp32["snn_j"] == pytest.approx(1000 * 0.9e-12 + 100 * (3 * 3.7e-12 + 2 * 0.9e-12))
+    assert fp32["ann_per_inference_j"] == pytest.approx(500 * 4.6e-12)
+    assert fp32["ann_per_step_j"] == pytest.approx(20000 * 4.6e-12)
+    loihi = modelled_energy(plat["Loihi"], 1000, 100, 1.0, 500, 20000)
+    assert loihi["snn_j"] == pytest.approx(1000 * 23.6e-12) and loihi["ann_per_step_j"] is None
+    spinn = modelled_energy(plat["SpiNNaker"], 10, 4, 0.5, 1, 1)
+    assert spinn["snn_j"] == pytest.approx(10 * 43e-9 + 4 * 100e-9 * 0.5)
+    assert all(p.source for p in PLATFORMS) and len(PLATFORMS) >= 3
+
+
+def test_rapl_counter_reads_powercap_files(tmp_path):
+    from spikeforge.energy.measure import Counter, measure, rapl_counter
+
+    assert "no " in rapl_counter(tmp_path / "missing")
+    dom = tmp_path / "intel-rapl:0"
+    dom.mkdir()
+    (dom / "energy_uj").write_text("5000000\n")
+    (dom / "max_energy_range_uj").write_text("262143328850\n")
+    (tmp_path / "intel-rapl:0:0").mkdir()  # sub-domain: must not be double counted
+    (tmp_path / "intel-rapl:0:0" / "energy_uj").write_text("999999999\n")
+    counter = rapl_counter(tmp_path)
+    assert isinstance(counter, Counter) and counter.read() == pytest.approx(5.0)
+    calls = []
+
+    def work():  # each call "uses" 2 J on the fake counter
+        calls.append(1)
+        (dom / "energy_uj").write_text(str(5000000 + 2000000 * len(calls)))
+
+    result = measure(work, repeats=3, counter=counter, min_seconds=0.0)
+    assert result.joules == pytest.approx(2.0) and result.seconds >= 0
+
+
+def test_energy_report_on_digits_run(tmp_path):
+    from export_helpers import cli, untrained_digits_run
+
+    run = untrained_digits_run(tmp_path)
+    _, out, _ = cli("energy", str(run), "--samples", "30", "--repeats", "2")
+    assert "SOPs" in out and "MACs" in out
+    for name in ("CMOS 45nm fp32", "Loihi", "TrueNorth", "SpiNNaker"):
+        assert name in out
+    assert "MODELLED" in out and "MEASURED" in out and "us/inference" in out
+    from spikeforge.energy.measure import rapl_counter
+
+    if not hasattr(rapl_counter(), "read"):
+        assert "not available here" in out
+    import json
+
+    report = json.loads((run / "energy.json").read_text())
+    assert report["counts"]["sops"] > 0 and report["counts"]["macs_per_inference"] == 64 * 32 + 320
+    assert (run / "energy.png").stat().st_size > 1000

@@ -1,0 +1,86 @@
+"""``spikeforge export``, ``spikeforge import-nir`` and ``spikeforge energy``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+
+def _print_agreement(report: dict) -> None:
+    print(f"agreement with {report['target']} on {report['n_samples']} test samples:")
+    print(f"  class agreement          {report['class_agreement'] * 100:.2f} %")
+    print(f"  spike-count correlation  {report['spike_count_correlation']:.4f}")
+    print(f"  identical spike counts   {report['identical_spike_counts'] * 100:.2f} % "
+          f"of (sample, neuron) pairs; spikes {report['spikes_spikeforge']} vs "
+          f"{report['spikes_target']}")
+    print(f"  max |readout difference| {report['max_abs_readout_difference']:.3g}")
+    print(f"  test accuracy            spikeforge {report['accuracy_spikeforge']:.4f}, "
+          f"target {report['accuracy_target']:.4f}")
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("export")
+    def export_cmd(
+        run_dir: Annotated[Path, typer.Argument(help="Run folder (or a model file).")],
+        to: Annotated[str, typer.Option("--to", help="nir, brian2 or nest.")],
+        out: Annotated[Path | None, typer.Option(
+            help="Output file (nir) or folder (brian2/nest); default inside RUN_DIR.")] = None,
+        check: Annotated[bool, typer.Option(
+            "--check", help="Simulate test samples in the target and report agreement.")
+        ] = False,
+        samples: Annotated[int | None, typer.Option(
+            help="Check at most this many test samples (default: all).")] = None,
+        as_json: Annotated[bool, typer.Option("--json", help="Print one JSON line.")] = False,
+    ) -> None:
+        """Export a trained network to NIR, Brian2 or NEST (--check: agreement on test)."""
+        from spikeforge.export.run_export import export
+
+        result = export(run_dir, to, out, check, samples)
+        if as_json:
+            print(json.dumps(result))
+            return
+        for path in result["files"]:
+            print(f"wrote {path}")
+        for report in result.get("agreement", []):
+            _print_agreement(report)
+
+    @app.command("import-nir")
+    def import_nir_cmd(
+        nir_file: Annotated[Path, typer.Argument(help="NIR graph (HDF5) to import.")],
+        out: Annotated[Path, typer.Option(help="spikeforge model file to write (.pt).")],
+        dt: Annotated[float | None, typer.Option(
+            help="Simulation step in ms (default: from the file, else 1.0).")] = None,
+        readout: Annotated[str | None, typer.Option(
+            help="sum, sum_exp, max or first_spike (default: from the file).")] = None,
+        as_json: Annotated[bool, typer.Option("--json", help="Print one JSON line.")] = False,
+    ) -> None:
+        """Read a NIR graph into a spikeforge model file."""
+        from spikeforge.export.run_export import import_nir
+
+        result = import_nir(nir_file, out, dt, readout)
+        if as_json:
+            print(json.dumps(result))
+        else:
+            for key, value in result.items():
+                print(f"{key}: {value}")
+
+    @app.command("energy")
+    def energy_cmd(
+        run_dir: Annotated[Path, typer.Argument(help="Run folder written by `spikeforge train`.")],
+        samples: Annotated[int | None, typer.Option(
+            help="Count over at most this many test samples (default: all).")] = None,
+        repeats: Annotated[int, typer.Option(help="Timing repetitions.")] = 5,
+        threads: Annotated[int, typer.Option(help="CPU threads for the measurements.")] = 1,
+        as_json: Annotated[bool, typer.Option("--json", help="Print one JSON line.")] = False,
+    ) -> None:
+        """Count SOPs and ANN MACs per inference; modelled and measured energy and time."""
+        from spikeforge.energy.report import energy_report, print_report
+
+        report = energy_report(run_dir, samples, repeats, threads)
+        if as_json:
+            print(json.dumps(report))
+        else:
+            print_report(report)

@@ -1,0 +1,43 @@
+"""What each export target can express; a clear error naming the layer otherwise."""
+
+from __future__ import annotations
+
+from spikeforge.errors import SpikeforgeError
+from spikeforge.export.network_io import LoadedModel
+
+
+def _layer_features(layer) -> list[str]:
+    """Features of a :class:`LayerSpec` beyond dense LIF/LI with scalar parameters."""
+    features = []
+    if hasattr(layer.neuron, "tau_adapt"):
+        features.append("adaptive threshold (ALIF)")
+    if getattr(layer, "conv", None) is not None:
+        features.append("convolutional connections")
+    if getattr(layer, "delays", None) is not None:
+        features.append("synaptic delays")
+    if getattr(layer, "tau_spread", 0.0):
+        features.append("per-neuron time constants (tau_spread > 0)")
+    return features
+
+
+def check_expressible(model: LoadedModel, target: str) -> None:
+    """Raise :class:`SpikeforgeError` naming the first layer ``target`` cannot express."""
+    for index, layer in enumerate(model.network.spec.layers):
+        features = _layer_features(layer)
+        if features:
+            raise SpikeforgeError(
+                f"layer {index} uses {features[0]}, which the {target} exporter cannot "
+                f"express; export a network of dense LIF layers with an LI or LIF output"
+            )
+        p = layer.neuron
+        if target == "brian2" and abs(p.tau_mem - p.tau_syn) < 1e-9 * p.tau_mem:
+            raise SpikeforgeError(
+                f"layer {index}: tau_mem == tau_syn ({p.tau_mem} ms) cannot be expressed in "
+                f"brian2 (its exact integrator divides by tau_mem - tau_syn); make them differ"
+            )
+        if target == "nest" and layer.recurrent:
+            raise SpikeforgeError(
+                f"layer {index}: recurrent connections cannot be expressed in nest with "
+                f"spikeforge's timing (NEST's minimum delay is one step, spikeforge's "
+                f"recurrent delay is zero); export a feed-forward network"
+            )

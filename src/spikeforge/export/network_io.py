@@ -1,0 +1,126 @@
+"""Load trained networks for export, and save/load standalone model files.
+
+A *run folder* (written by ``spikeforge train``) holds ``config.yaml`` and ``model.pt``;
+a *model file* (written by ``spikeforge import-nir``) is a checkpoint holding the weights
+(``model``), the :class:`NetworkSpec` as plain data (``network_spec``) and the readout
+rule (``readout``: how class scores are read from the output layer).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from spikeforge.data import DatasetSplits, load_dataset
+from spikeforge.errors import SpikeforgeError
+from spikeforge.model import LayerSpec, LIFParams, NetworkSpec
+from spikeforge.nn import SpikingNetwork
+from spikeforge.train.checkpoint import load_checkpoint, save_checkpoint
+
+READOUTS = ("sum", "sum_exp", "max", "first_spike")
+
+
+@dataclass
+class LoadedModel:
+    """A trained network and how to read its predictions.
+
+    network: the :class:`SpikingNetwork` (eval mode). readout: one of :data:`READOUTS`.
+    splits: the run's dataset splits (None for a bare model file).
+    """
+
+    network: SpikingNetwork
+    readout: str
+    splits: DatasetSplits | None = None
+
+
+def load_run(run_dir: Path, with_data: bool = True) -> LoadedModel:
+    """Load a run folder's final model (and, if ``with_data``, its dataset splits)."""
+    from spikeforge.experiments import run_folder as rf
+    from spikeforge.experiments.config import load_config
+    from spikeforge.train.trainer import build_network
+
+    run_dir = Path(run_dir)
+    if not (run_dir / rf.CONFIG).is_file():
+        raise SpikeforgeError(
+            f"{run_dir} is not a spikeforge run folder (no {rf.CONFIG}); "
+            f"train one with `spikeforge train --out {run_dir}`"
+        )
+    config = load_config(run_dir / rf.CONFIG)
+    splits = load_dataset(config.data.name, config.data.dt)
+    network = build_network(config, splits)
+    network.load_state_dict(load_checkpoint(run_dir / rf.MODEL)["model"])
+    network.eval()
+    return LoadedModel(network, config.train.loss, splits if with_data else None)
+
+
+def spec_to_dict(spec: NetworkSpec) -> dict[str, Any]:
+    return asdict(spec)
+
+
+def spec_from_dict(data: dict[str, Any]) -> NetworkSpec:
+    layers = tuple(
+        LayerSpec(**{**layer, "neuron": LIFParams(**layer["neuron"])}) for layer in data["layers"]
+    )
+    return NetworkSpec(n_inputs=int(data["n_inputs"]), layers=layers, dt=float(data["dt"]))
+
+
+def save_model_file(path: Path, model: LoadedModel) -> None:
+    """Write a standalone model file (atomic)."""
+    save_checkpoint(Path(path), {
+        "model": model.network.state_dict(),
+        "network_spec": spec_to_dict(model.network.spec),
+        "readout": model.readout,
+    })  # fmt: skip
+
+
+def load_model_file(path: Path) -> LoadedModel:
+    """Read a model file written by :func:`save_model_file`."""
+    state = load_checkpoint(Path(path))
+    if "network_spec" not in state:
+        raise SpikeforgeError(
+            f"{path} has weights but no network description; pass the run folder instead"
+        )
+    network = SpikingNetwork(spec_from_dict(state["network_spec"]))
+    network.load_state_dict(state["model"])
+    network.eval()
+    return LoadedModel(network, str(state.get("readout", "sum_exp")))
+
+
+def load_any(path: Path, with_data: bool = True) -> LoadedModel:
+    """A run folder or a model file."""
+    path = Path(path)
+    if path.is_dir():
+        return load_run(path, with_data)
+    if path.is_file():
+        return load_model_file(path)
+    raise SpikeforgeError(f"{path} does not exist; pass a run folder or a model file")
+
+
+@torch.no_grad()
+def predict_scores(network: SpikingNetwork, output: torch.Tensor, readout: str) -> torch.Tensor:
+    """Class scores ``[B, C]`` (higher is better) from the network output ``[B, T, C]``."""
+    from spikeforge.train.losses import first_spike_times, readout_summary
+
+    if readout == "first_spike":
+        return -first_spike_times(output)
+    return readout_summary(output, readout)
+
+
+def scores_from_output(output, readout: str, dt: float):
+    """Class scores ``[B, C]`` (numpy) from a dense readout array ``[B, T, C]`` produced by
+    another simulator: voltages for LI readouts, spikes (0/1) for ``first_spike``."""
+    import numpy as np
+
+    out = torch.as_tensor(np.asarray(output, dtype=np.float64))
+    if readout == "first_spike":
+        n_steps = out.shape[1]
+        fired = out > 0
+        first = torch.where(fired.any(dim=1), fired.float().argmax(dim=1).double(),
+                            torch.full(out.shape[::2], float(n_steps), dtype=torch.float64))
+        return (-first * dt).numpy()
+    from spikeforge.train.losses import readout_summary
+
+    return readout_summary(out, readout).numpy()

@@ -1,0 +1,296 @@
+"""NIR (Neuromorphic Intermediate Representation) export and import.
+
+Parameter convention. NIR is continuous-time with times in **seconds**; its CubaLIF /
+CubaLI nodes are::
+
+    tau_syn dI/dt = -I + w_in S          (S: sum of Dirac input spikes)
+    tau_mem dv/dt = (v_leak - v) + r I   (CubaLIF: v > v_threshold -> spike, v <- v_reset)
+
+spikeforge's model (ALGORITHMS.md section 1, :mod:`spikeforge.model.neurons`) is the same
+system with v_leak = v_reset = 0, r = 1 and a jump ``I += w`` per weighted spike, so we
+write ``r = 1`` and ``w_in = tau_syn`` (a Dirac of area w then raises I by exactly w),
+taus in seconds (``tau_ms / 1000``) and the weights in ``Linear`` nodes (``[out, in]``).
+On import, any ``r``, ``w_in`` are accepted: only the product matters, and the factor
+``r * w_in / tau_syn`` (per neuron) is folded into the incoming weights (the voltage
+scale is unchanged, so ``v_threshold`` is the threshold).
+
+spikeforge integrates exactly but on a time grid: spikes are detected at multiples of
+dt and a spike emitted at step n reaches the next layer's current at the same step.
+The grid step and readout rule are stored in the graph metadata
+(``spikeforge.dt_ms``, ``spikeforge.readout``); other consumers discretise with their
+own step. Graph layout::
+
+    input -> fc0 (Linear) -> lif0 (CubaLIF) [-> rec0 (Linear) -> lif0] -> fc1 -> ...
+          -> out (CubaLI, or CubaLIF for a spiking output) -> output
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from spikeforge.errors import SpikeforgeError
+from spikeforge.export.network_io import READOUTS, LoadedModel
+from spikeforge.model import LayerSpec, LIFParams, NetworkSpec
+from spikeforge.nn import SpikingNetwork
+
+
+def _nir():
+    try:
+        import nir
+    except ImportError as exc:  # pragma: no cover - nir is a core dependency
+        raise SpikeforgeError("NIR export needs the nir package: pip install nir") from exc
+    return nir
+
+
+def _full(n: int, value: float) -> np.ndarray:
+    return np.full(n, value, dtype=np.float64)
+
+
+def to_nir(model: LoadedModel):
+    """The :class:`nir.NIRGraph` of a spikeforge network (see module docstring)."""
+    from spikeforge.export.capabilities import check_expressible
+
+    check_expressible(model, "nir")
+    nir = _nir()
+    net: SpikingNetwork = model.network
+    spec = net.spec
+    nodes = {"input": nir.Input(input_type={"input": np.array([spec.n_inputs])})}
+    edges: list[tuple[str, str]] = []
+    previous = "input"
+    for index, (layer, layer_spec) in enumerate(zip(net.layers, spec.layers, strict=True)):
+        p, n = layer_spec.neuron, layer_spec.size
+        last = index == len(spec.layers) - 1
+        fc, neuron = f"fc{index}", ("out" if last else f"lif{index}")
+        nodes[fc] = nir.Linear(weight=layer.weight.detach().cpu().numpy().copy())
+        tau_syn, tau_mem = _full(n, p.tau_syn / 1e3), _full(n, p.tau_mem / 1e3)
+        common = dict(tau_syn=tau_syn, tau_mem=tau_mem, r=_full(n, 1.0), v_leak=_full(n, 0.0),
+                      w_in=tau_syn.copy())
+        if p.spiking:
+            nodes[neuron] = nir.CubaLIF(**common, v_threshold=_full(n, p.threshold),
+                                        v_reset=_full(n, 0.0))
+        else:
+            nodes[neuron] = nir.CubaLI(**common)
+        edges += [(previous, fc), (fc, neuron)]
+        rec = getattr(layer, "recurrent_weight", None)
+        if rec is not None:
+            nodes[f"rec{index}"] = nir.Linear(weight=rec.detach().cpu().numpy().copy())
+            edges += [(neuron, f"rec{index}"), (f"rec{index}", neuron)]
+        previous = neuron
+    nodes["output"] = nir.Output(output_type={"output": np.array([spec.layers[-1].size])})
+    edges.append((previous, "output"))
+    metadata = {"spikeforge.dt_ms": float(spec.dt), "spikeforge.readout": model.readout,
+                "source": "spikeforge"}
+    return nir.NIRGraph(nodes=nodes, edges=edges, metadata=metadata)
+
+
+def write_nir(model: LoadedModel, path: Path) -> None:
+    """Write the NIR graph of ``model`` to ``path`` (HDF5), atomically."""
+    from spikeforge.atomic import atomic_path
+
+    nir = _nir()
+    with atomic_path(Path(path)) as tmp:
+        nir.write(tmp, to_nir(model))
+
+
+# -- import ------------------------------------------------------------------------------
+
+SUPPORTED = ("Input", "Output", "Linear", "Affine", "CubaLIF", "CubaLI")
+_WHY = {
+    "LIF": "it has no synaptic current (spikeforge neurons are current-based: use CubaLIF)",
+    "LI": "it has no synaptic current (use CubaLI)",
+    "IF": "it has no leak (spikeforge neurons are leaky: use CubaLIF)",
+    "I": "spikeforge has no pure integrators",
+    "Conv1d": "spikeforge has no convolutional layers",
+    "Conv2d": "spikeforge has no convolutional layers",
+    "SumPool2d": "spikeforge has no pooling layers",
+    "AvgPool2d": "spikeforge has no pooling layers",
+    "Delay": "spikeforge networks have no synaptic delays",
+    "Flatten": "spikeforge inputs are flat channel vectors already",
+    "Scale": "spikeforge has no elementwise scaling nodes",
+    "Threshold": "spikeforge has no stand-alone threshold nodes",
+    "NIRGraph": "nested sub-graphs are not supported",
+}
+
+
+def _uniform(values: np.ndarray, what: str, node: str) -> float:
+    values = np.asarray(values, dtype=np.float64).ravel()
+    if values.size == 0 or not np.allclose(values, values[0], rtol=1e-9, atol=0.0):
+        raise SpikeforgeError(
+            f"NIR node {node!r}: {what} differs between neurons; spikeforge needs one "
+            f"value per layer"
+        )
+    return float(values[0])
+
+
+def _ms(seconds: float) -> float:
+    return round(seconds * 1e3, 9)
+
+
+def _node_types(group, prefix: str = "") -> list[tuple[str, str]]:
+    """(node name, type) of every node in a NIR HDF5 graph group, sub-graphs included."""
+    found = []
+    nodes = group.get("nodes")
+    for name in nodes.keys() if nodes is not None else []:
+        node = nodes[name]
+        kind = node["type"][()] if "type" in node else b"?"
+        kind = kind.decode() if isinstance(kind, bytes) else str(kind)
+        found.append((prefix + name, kind))
+        if kind == "NIRGraph":
+            found += _node_types(node, f"{prefix}{name}.")
+    return found
+
+
+def _read_graph(path: Path):
+    import h5py
+
+    nir = _nir()
+    path = Path(path)
+    if not path.is_file():
+        raise SpikeforgeError(f"NIR file {path} does not exist")
+    known = set(nir.ir.__all__) if hasattr(nir, "ir") else set()
+    try:
+        with h5py.File(path, "r") as handle:
+            types = _node_types(handle["node"])
+    except (OSError, KeyError) as exc:
+        raise SpikeforgeError(f"{path} is not a NIR (HDF5) file ({type(exc).__name__})") from exc
+    for name, kind in types:
+        if kind not in known:
+            raise SpikeforgeError(
+                f"NIR file {path}: node {name!r} has unknown type {kind!r}; spikeforge can "
+                f"import {', '.join(SUPPORTED)}"
+            )
+    try:
+        return nir.read(path)
+    except (ValueError, AssertionError, KeyError, TypeError) as exc:
+        raise SpikeforgeError(
+            f"NIR file {path} is not a readable NIR graph ({type(exc).__name__}: {exc})"
+        ) from exc
+
+
+def _meta(graph, key: str, default):
+    value = graph.metadata.get(key, default) if isinstance(graph.metadata, dict) else default
+    if isinstance(value, bytes):
+        value = value.decode()
+    if isinstance(value, np.ndarray):
+        value = value.item()
+    return value
+
+
+def from_nir(graph, dt: float | None = None, readout: str | None = None) -> LoadedModel:
+    """Build a spikeforge network from a NIR graph (chain layout, module docstring).
+
+    Args:
+        graph: a :class:`nir.NIRGraph`.
+        dt: simulation step in ms (default: the graph's ``spikeforge.dt_ms``, else 1.0).
+        readout: readout rule (default: the graph's ``spikeforge.readout``, else
+            ``sum_exp`` for an LI output and ``first_spike`` for a spiking output).
+    """
+    nir = _nir()
+    for name, node in graph.nodes.items():
+        kind = type(node).__name__
+        if kind not in SUPPORTED:
+            why = _WHY.get(kind, "spikeforge cannot express it")
+            raise SpikeforgeError(
+                f"NIR node {name!r} has type {kind}, which spikeforge cannot import: {why}"
+            )
+    successors: dict[str, list[str]] = {}
+    for src, dst in graph.edges:
+        successors.setdefault(src, []).append(dst)
+    inputs = [k for k, v in graph.nodes.items() if isinstance(v, nir.Input)]
+    if len(inputs) != 1:
+        raise SpikeforgeError(f"NIR graph needs exactly one Input node, found {len(inputs)}")
+    dt = float(dt if dt is not None else _meta(graph, "spikeforge.dt_ms", 1.0))
+    layers, weights, recurrents = [], [], []
+    current, n_in = inputs[0], None
+    visited = set()
+    while True:
+        nxt = [s for s in successors.get(current, []) if s not in visited]
+        if not nxt:
+            raise SpikeforgeError(f"NIR node {current!r} leads nowhere; the graph needs an Output")
+        if len(nxt) > 1:
+            raise SpikeforgeError(
+                f"NIR node {current!r} branches to {nxt}; spikeforge imports layer chains only"
+            )
+        node_name = nxt[0]
+        visited.add(current)
+        node = graph.nodes[node_name]
+        if isinstance(node, nir.Output):
+            break
+        if not isinstance(node, nir.Linear | nir.Affine):
+            raise SpikeforgeError(
+                f"NIR node {node_name!r} ({type(node).__name__}) follows {current!r}; "
+                f"spikeforge expects a Linear/Affine weight node there"
+            )
+        weight = np.asarray(node.weight, dtype=np.float64)
+        if isinstance(node, nir.Affine) and np.any(np.asarray(node.bias) != 0):
+            raise SpikeforgeError(
+                f"NIR node {node_name!r} (Affine) has a non-zero bias, which spikeforge "
+                f"neurons cannot express (no bias current); remove the bias"
+            )
+        if weight.ndim != 2:
+            raise SpikeforgeError(f"NIR node {node_name!r}: weight must be 2-D [out, in]")
+        n_in = weight.shape[1] if n_in is None else n_in
+        visited.add(node_name)
+        after = [s for s in successors.get(node_name, []) if s not in visited]
+        if len(after) != 1 or not isinstance(graph.nodes[after[0]], nir.CubaLIF | nir.CubaLI):
+            raise SpikeforgeError(
+                f"NIR node {node_name!r} must feed exactly one CubaLIF/CubaLI node"
+            )
+        neuron_name = after[0]
+        neuron = graph.nodes[neuron_name]
+        spiking = isinstance(neuron, nir.CubaLIF)
+        tau_syn = _uniform(neuron.tau_syn, "tau_syn", neuron_name)
+        tau_mem = _uniform(neuron.tau_mem, "tau_mem", neuron_name)
+        if np.any(np.asarray(neuron.v_leak) != 0):
+            raise SpikeforgeError(
+                f"NIR node {neuron_name!r}: v_leak must be 0 (spikeforge's resting potential)"
+            )
+        threshold = 1.0
+        if spiking:
+            if np.any(np.asarray(neuron.v_reset) != 0):
+                raise SpikeforgeError(f"NIR node {neuron_name!r}: v_reset must be 0")
+            threshold = _uniform(neuron.v_threshold, "v_threshold", neuron_name)
+        scale = (np.asarray(neuron.r, np.float64) * np.asarray(neuron.w_in, np.float64)
+                 / np.asarray(neuron.tau_syn, np.float64)).reshape(-1)
+        weights.append(weight * scale[:, None])
+        rec = None
+        for succ in successors.get(neuron_name, []):
+            cand = graph.nodes[succ]
+            if isinstance(cand, nir.Linear | nir.Affine) and neuron_name in successors.get(
+                    succ, []):
+                rec = np.asarray(cand.weight, dtype=np.float64) * scale[:, None]
+                visited.add(succ)
+        recurrents.append(rec)
+        layers.append(LayerSpec(
+            size=weight.shape[0], recurrent=rec is not None,
+            neuron=LIFParams(_ms(tau_mem), _ms(tau_syn), threshold, spiking=spiking),
+        ))  # fmt: skip
+        current = neuron_name
+    if not layers:
+        raise SpikeforgeError("NIR graph has no layers between Input and Output")
+    spec = NetworkSpec(n_inputs=int(n_in), layers=tuple(layers), dt=dt)
+    network = SpikingNetwork(spec)
+    with torch.no_grad():
+        for layer, w, rec in zip(network.layers, weights, recurrents, strict=True):
+            if tuple(w.shape) != tuple(layer.weight.shape):
+                raise SpikeforgeError(
+                    f"NIR weight of shape {list(w.shape)} does not fit a layer "
+                    f"{list(layer.weight.shape)}; layer sizes must chain"
+                )
+            layer.weight.copy_(torch.from_numpy(w))
+            if rec is not None:
+                layer.recurrent_weight.copy_(torch.from_numpy(rec))
+    network.eval()
+    default = "first_spike" if layers[-1].neuron.spiking else "sum_exp"
+    readout = readout or str(_meta(graph, "spikeforge.readout", default))
+    if readout not in READOUTS:
+        raise SpikeforgeError(f"unknown readout {readout!r}; choose one of {READOUTS}")
+    return LoadedModel(network, readout)
+
+
+def read_nir(path: Path, dt: float | None = None, readout: str | None = None) -> LoadedModel:
+    """Read a NIR file into a spikeforge network (see :func:`from_nir`)."""
+    return from_nir(_read_graph(path), dt, readout)

@@ -1,0 +1,74 @@
+"""High-level export operations used by the CLI (one call per command)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from spikeforge.atomic import write_text_atomic
+from spikeforge.errors import SpikeforgeError
+from spikeforge.export import agreement
+from spikeforge.export.network_io import LoadedModel, load_any
+from spikeforge.export.nir_io import read_nir, write_nir
+
+TARGETS = ("nir", "brian2", "nest")
+
+
+def nir_round_trip(model: LoadedModel, path: Path, max_samples: int | None) -> dict:
+    """Re-import the written NIR file and compare its outputs with the original."""
+    back = read_nir(path)
+    back.splits = model.splits
+
+    def simulate(events):
+        return agreement.spikeforge_output(back, events)
+
+    return agreement.check(model, model.splits.test, simulate, "nir (spikeforge re-import)",
+                           max_samples)
+
+
+def export(run_dir: Path, target: str, out: Path | None, check: bool,
+           max_samples: int | None) -> dict:
+    """Export ``run_dir`` to ``target``; with ``check``, simulate test samples and compare."""
+    if target not in TARGETS:
+        raise SpikeforgeError(f"unknown export target {target!r}; choose one of {TARGETS}")
+    model = load_any(run_dir, with_data=check)
+    if check and model.splits is None:
+        raise SpikeforgeError("--check needs a run folder (its test set), not a model file")
+    result: dict = {"target": target}
+    if target == "nir":
+        path = Path(out) if out else Path(run_dir) / "model.nir"
+        write_nir(model, path)
+        result["files"] = [str(path)]
+        if check:
+            result["agreement"] = [nir_round_trip(model, path, max_samples)]
+            from spikeforge.export.nir_consumers import snntorch_check
+
+            consumer = snntorch_check(model, path, max_samples)
+            if consumer is not None:
+                result["agreement"].append(consumer)
+    else:
+        from spikeforge.export import simulator_export as se
+
+        folder = Path(out) if out else Path(run_dir) / f"export_{target}"
+        if check:
+            se.require(target)
+        result["files"] = [str(p) for p in se.write_simulator_export(model, target, folder)]
+        if check:
+            report = agreement.check(model, model.splits.test,
+                                     lambda events: se.simulate(model, target, events),
+                                     target, max_samples)
+            write_text_atomic(folder / "agreement.json", json.dumps(report, indent=2) + "\n")
+            result["agreement"] = [report]
+    return result
+
+
+def import_nir(path: Path, out: Path, dt: float | None, readout: str | None) -> dict:
+    """Read a NIR file and write a spikeforge model file."""
+    from spikeforge.export.network_io import save_model_file
+
+    model = read_nir(path, dt, readout)
+    save_model_file(out, model)
+    spec = model.network.spec
+    return {"model_file": str(out), "n_inputs": spec.n_inputs,
+            "layers": [layer.size for layer in spec.layers], "dt_ms": spec.dt,
+            "readout": model.readout}

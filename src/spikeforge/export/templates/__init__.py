@@ -1,0 +1,1 @@
+"""Stand-alone simulator scripts written by ``spikeforge export`` (copied verbatim)."""

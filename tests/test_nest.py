@@ -64,3 +64,24 @@ def test_trained_digits_agreement_at_least_99_percent(tmp_path):
     _, out, _ = cli("export", str(run), "--to", "nest", "--check", "--json")
     report = json.loads(out.strip().splitlines()[-1])["agreement"][0]
     assert report["n_samples"] == 269 and report["class_agreement"] >= 0.99
+
+
+def test_conv_layer_exported_as_dense_synapses_is_exact():
+    import torch
+
+    from spikeforge.export.network_io import LoadedModel
+    from spikeforge.model import LayerSpec, LIFParams, NetworkSpec
+    from spikeforge.model.connectivity import ConvSpec
+    from spikeforge.nn import SpikingNetwork
+
+    spec = NetworkSpec(n_inputs=64, layers=(
+        LayerSpec(4 * 6 * 6, LIFParams(20.0, 5.0, 1.0), weight_mean=2.0,
+                  conv=ConvSpec((1, 8, 8), 4, 3, pool=2)),
+        LayerSpec(10, LIFParams(20.0, 5.0, spiking=False))), dt=1.0)
+    torch.manual_seed(0)
+    model = LoadedModel(SpikingNetwork(spec).eval(), "sum_exp")
+    events = random_events(n_batch=3, n_steps=30, n_units=64, p=0.1)
+    ref, other = spikeforge_output(model, events), se.simulate(model, "nest", events)
+    assert ref.counts[0].sum() > 100
+    np.testing.assert_array_equal(ref.counts[0], other.counts[0])
+    np.testing.assert_allclose(ref.readout, other.readout, atol=1e-4)

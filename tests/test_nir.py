@@ -154,3 +154,44 @@ def test_snntorch_consumer_agrees_on_digits(tmp_path):
     assert report["class_agreement"] >= 0.8
     assert report["spike_count_correlation"] > 0.8
     assert report["identical_spike_counts"] < 1.0
+
+
+def test_conv_network_round_trips_through_dense_linear_nodes(tmp_path):
+    from spikeforge.export.network_io import LoadedModel
+    from spikeforge.model import LayerSpec, LIFParams, NetworkSpec
+    from spikeforge.model.connectivity import ConvSpec
+    from spikeforge.nn import SpikingNetwork
+
+    spec = NetworkSpec(n_inputs=64, layers=(
+        LayerSpec(4 * 6 * 6, LIFParams(20.0, 5.0, 1.0), weight_mean=2.0,
+                  conv=ConvSpec((1, 8, 8), 4, 3, pool=2)),
+        LayerSpec(10, LIFParams(20.0, 5.0, spiking=False))), dt=1.0)
+    torch.manual_seed(0)
+    model = LoadedModel(SpikingNetwork(spec).eval(), "sum_exp")
+    write_nir(model, tmp_path / "conv.nir")
+    back = read_nir(tmp_path / "conv.nir")
+    events = random_events(n_batch=3, n_steps=30, n_units=64, p=0.1)
+    a, b = spikeforge_output(model, events), spikeforge_output(back, events)
+    assert a.counts[0].sum() > 100
+    np.testing.assert_array_equal(a.counts[0], b.counts[0])
+    np.testing.assert_allclose(a.readout, b.readout, atol=1e-6)
+
+
+@pytest.mark.parametrize("target", ["nir", "brian2", "nest"])
+@pytest.mark.parametrize("feature,expected", [
+    ({"neuron_extra": {"tau_adapt": 200.0}}, "adaptive threshold"),
+    ({"delays": object()}, "synaptic delays"),
+    ({"tau_spread": 0.2}, "per-neuron time constants"),
+])
+def test_inexpressible_layer_names_layer_and_target(target, feature, expected):
+    from types import SimpleNamespace
+
+    from spikeforge.export.capabilities import check_expressible
+
+    neuron = SimpleNamespace(tau_mem=20.0, tau_syn=5.0, **feature.get("neuron_extra", {}))
+    plain = SimpleNamespace(neuron=SimpleNamespace(tau_mem=20.0, tau_syn=5.0), recurrent=False)
+    odd = SimpleNamespace(neuron=neuron, recurrent=False, delays=feature.get("delays"),
+                          tau_spread=feature.get("tau_spread", 0.0))
+    model = SimpleNamespace(network=SimpleNamespace(spec=SimpleNamespace(layers=[plain, odd])))
+    with pytest.raises(SpikeforgeError, match=f"layer 1 uses {expected}.*the {target} exporter"):
+        check_expressible(model, target)

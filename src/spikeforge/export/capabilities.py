@@ -1,4 +1,10 @@
-"""What each export target can express; a clear error naming the layer otherwise."""
+"""What each export target can express; a clear error naming the layer otherwise.
+
+Convolutional layers (and the average pooling folded into the next layer) are exported
+as their equivalent dense weight matrices (``layer.weight`` is that matrix): a NIR
+``Linear`` node, explicit synapses in Brian2 and NEST. Exact, but without the kernel
+structure (a NIR ``Conv2d`` node would keep it; not written yet).
+"""
 
 from __future__ import annotations
 
@@ -11,8 +17,6 @@ def _layer_features(layer) -> list[str]:
     features = []
     if hasattr(layer.neuron, "tau_adapt"):
         features.append("adaptive threshold (ALIF)")
-    if getattr(layer, "conv", None) is not None:
-        features.append("convolutional connections")
     if getattr(layer, "delays", None) is not None:
         features.append("synaptic delays")
     if getattr(layer, "tau_spread", 0.0):

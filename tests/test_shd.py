@@ -193,3 +193,27 @@ def test_download_from_file_url(tmp_path):
     digest = _serve_gz(_tiny(tmp_path / "src") / "shd_train.h5", root)
     path = ensure_file("shd_train.h5", tmp_path / "cache", root.as_uri(), sha256=digest)
     assert read_event_file(path).labels.tolist() == [0, 1, 1]
+
+
+RECIPE = Path(__file__).resolve().parents[1] / "configs" / "shd_eventprop.yaml"
+
+
+def test_shd_recipe_learns_small_synthetic_set(tmp_path):
+    """The shipped recipe (recurrent LIF, sum_exp, shift + blend, delay lines x10) on a
+    small SHD-format set; only sizes and optimiser speed are scaled down."""
+    from spikeforge.experiments.config import load_config
+    from spikeforge.experiments.runner import train_run
+
+    folder = synthesize_shd(tmp_path / "data", n_train=96, n_test=40, n_classes=4,
+                            n_speakers=5, n_test_speakers=2, spikes_per_sample=1500,
+                            duration_s=0.25)
+    config = load_config(RECIPE, {"data.data_dir": str(folder), "data.max_time_ms": 300,
+                                  "train.epochs": 3, "train.batch_size": 8,
+                                  "train.lr": 0.005})
+    assert config.data.delay_lines.copies == 10 and config.model.recurrent
+    assert [a["name"] for a in config.data.augment] == ["shift", "blend"]
+    result = train_run(config, tmp_path / "run")
+    assert result["test_accuracy"] >= 0.5  # chance 0.25; 0.78-0.85 measured
+    report = (tmp_path / "run" / "speaker_report.json").read_text()
+    assert set(result["per_speaker_accuracy"]) == {"0", "1", "2", "3", "4"} and report
+    assert (tmp_path / "run" / "confusion_matrix.png").is_file()

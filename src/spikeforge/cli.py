@@ -80,7 +80,7 @@ def evaluate(
 
 # Further commands live in one module each under spikeforge.commands; every module
 # exposes ``register(app)``. Append a module name here to add its commands.
-COMMAND_MODULES: tuple[str, ...] = ("sweep", "export")
+COMMAND_MODULES: tuple[str, ...] = ("sweep", "convert", "export")
 
 
 def _register_commands() -> None:

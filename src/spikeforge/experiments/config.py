@@ -9,6 +9,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from spikeforge.errors import SpikeforgeError
+from spikeforge.experiments.stdp_config import StdpConfig
 from spikeforge.model import LayerSpec, LIFParams, NetworkSpec
 
 
@@ -109,6 +110,9 @@ class TrainConfig(_Strict):
     silent_penalty: float = Field(
         1.0, ge=0, description="first_spike loss: drive for silent correct-class outputs")
     threads: int = Field(0, ge=0, description="CPU threads (0: all cores)")
+    method: Literal["eventprop", "stdp"] = Field(
+        "eventprop", description="eventprop: exact gradients; stdp: unsupervised STDP "
+        "(stdp section)")
 
 
 class RunConfig(_Strict):
@@ -118,6 +122,7 @@ class RunConfig(_Strict):
     data: DataConfig = Field(default_factory=DataConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
+    stdp: StdpConfig = Field(default_factory=StdpConfig)
 
 
 DATASET_PRESETS: dict[str, dict[str, Any]] = {

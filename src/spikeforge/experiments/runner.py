@@ -40,6 +40,10 @@ def train_run(config: RunConfig, out: Path, console: Console | None = None,
     to prune a sweep trial; the checkpoint is already written). ``splits`` replaces the
     dataset named in the config (cross-validation folds).
     """
+    if config.train.method == "stdp":  # unsupervised route: its own runner, same folder
+        from spikeforge.experiments.stdp_runner import train_stdp_run
+
+        return train_stdp_run(config, out, console, on_epoch, splits)
     console = console or Console(stderr=True)
     _set_threads(config.train.threads)
     splits = splits or load_data(config.data)
@@ -112,6 +116,10 @@ def evaluate_run(out: Path) -> dict[str, Any]:
     if not (out / rf.CONFIG).is_file():
         raise SpikeforgeError(f"{out} is not a spikeforge run folder (no {rf.CONFIG})")
     config = load_config(out / rf.CONFIG)
+    if config.train.method == "stdp":
+        from spikeforge.experiments.stdp_runner import evaluate_stdp_run
+
+        return evaluate_stdp_run(out)
     splits = load_data(config.data)
     trainer = Trainer(config, splits, build_network(config, splits))
     trainer.load_state(load_checkpoint(out / rf.MODEL))

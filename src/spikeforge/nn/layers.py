@@ -17,12 +17,15 @@ from spikeforge.engine import NeuronArrays
 from spikeforge.engine.layers import BACKENDS, DEFAULT_MIN_VDOT
 from spikeforge.errors import SpikeforgeError
 from spikeforge.model.neurons import LIFParams
+from spikeforge.nn.device_functional import li_device, lif_device, uses_device_path
 from spikeforge.nn.functional import LayerCall, run_li, run_lif
 from spikeforge.nn.records import SpikeRecord, record_of
 
 
 def _check_input(x: torch.Tensor, in_features: int, name: str) -> SpikeRecord | None:
     record = record_of(x)
+    if record is not None and not isinstance(record, SpikeRecord):
+        record = None  # dense spikes of the torch (CUDA) path: checked as a dense input
     if record is not None:
         n_units = record.events.n_units
         if n_units != in_features:
@@ -62,7 +65,7 @@ class _SpikingLayer(nn.Module):
         if not (dt > 0):
             raise SpikeforgeError(f"{name}: dt must be a positive number of ms, got {dt!r}")
         params.validate(dt, name)
-        if backend != "auto" and backend not in BACKENDS:
+        if backend != "auto" and backend not in (*BACKENDS, "torch"):
             raise SpikeforgeError(
                 f"{name}: unknown backend {backend!r}; choose 'auto' or one of {BACKENDS}"
             )
@@ -101,7 +104,8 @@ class LIF(_SpikingLayer):
         tau_mem, tau_syn: time constants in ms; threshold: firing threshold; dt: step (ms).
         dense_output: return dense spikes ``[B, T, out]`` (default); False returns an
             empty token that only spikeforge layers/losses can consume (O(spikes) memory).
-        backend: ``"auto"`` (compiled event kernels), ``"event"`` or ``"reference"``.
+        backend: ``"auto"`` (compiled event kernels on CPU, torch path on CUDA), ``"event"``,
+            ``"reference"`` or ``"torch"`` (the CUDA path's torch ops, also on CPU).
         min_vdot: lower bound on I - threshold in the adjoint jump.
 
     Attributes:
@@ -140,6 +144,8 @@ class LIF(_SpikingLayer):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         upstream = _check_input(x, self.in_features, "LIF")
+        if uses_device_path(x, self.backend):
+            return lif_device(self, x)
         call = self._call(x, upstream, self.dense_output)
         out = run_lif(x, self.weight, self.recurrent_weight, call)
         self.last_record = call.output
@@ -189,4 +195,6 @@ class LI(_SpikingLayer):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         upstream = _check_input(x, self.in_features, "LI")
+        if uses_device_path(x, self.backend):
+            return li_device(self, x)
         return run_li(x, self.weight, self._call(x, upstream, True))

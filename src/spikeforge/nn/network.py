@@ -59,7 +59,12 @@ class SpikingNetwork(nn.Module):
 
     def forward(self, x: torch.Tensor | Events) -> torch.Tensor:
         if isinstance(x, Events):
-            x = event_input(x, self.layers[0].weight.dtype)
+            weight = self.layers[0].weight
+            if weight.is_cuda or getattr(self.layers[0], "backend", "") == "torch":
+                # the torch (CUDA) path takes dense input on the device
+                x = torch.from_numpy(x.to_dense()).to(weight)
+            else:
+                x = event_input(x, weight.dtype)
         self.hidden_outputs = []
         for layer in self.layers[:-1]:
             x = layer(x)

@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from spikeforge.errors import SpikeforgeError
+from spikeforge.nn.device_functional import DeviceSpikeRecord
 from spikeforge.nn.records import SpikeRecord, record_of
 
 READOUT_LOSSES = ("sum", "sum_exp", "max")
@@ -80,6 +81,11 @@ def first_spike_times(spikes: torch.Tensor) -> torch.Tensor:
         raise SpikeforgeError(
             "first_spike_times needs the output of a spikeforge LIF layer, passed directly"
         )
+    if isinstance(record, DeviceSpikeRecord):
+        raise SpikeforgeError(
+            "first_spike_times runs on the CPU path only; move the network to the CPU "
+            "(network.cpu()) or use a readout loss (sum, sum_exp, max) on the GPU"
+        )
     return _FirstSpikeTimes.apply(spikes, record)
 
 
@@ -124,20 +130,30 @@ def silent_output_penalty(
 
 class _SpikeCountPenalty(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, token, record: SpikeRecord, target_count: float, strength: float):
-        counts = record.events.counts().astype(np.float64)
+    def forward(ctx, token, record, target_count: float, strength: float):
+        on_device = isinstance(record, DeviceSpikeRecord)
+        if on_device:  # the CUDA path keeps spikes as a dense mask on the device
+            counts = record.spikes.sum(dim=1).to(token.dtype)
+            n_steps = record.spikes.shape[1]
+        else:
+            counts = torch.from_numpy(record.events.counts().astype(np.float64))
+            n_steps = record.events.n_steps
         excess = counts - target_count
-        ctx.record, ctx.excess, ctx.strength = record, excess, strength
-        ctx.spikes_shape = token.shape
+        ctx.record, ctx.excess, ctx.strength, ctx.on_device = record, excess, strength, on_device
+        ctx.spikes_shape, ctx.n_time = token.shape, n_steps * record.dt
         ctx.scale = 1.0 / (counts.shape[0] * counts.shape[1])
         return token.new_tensor(0.5 * strength * float((excess**2).sum()) * ctx.scale)
 
     @staticmethod
     def backward(ctx, grad):
-        ev = ctx.record.events
-        n_time = ev.n_steps * ctx.record.dt
-        per_spike = ctx.excess[ev.sample_index(), ev.unit]
-        ctx.record.dldt += -float(grad) * ctx.strength * ctx.scale * per_spike / n_time
+        factor = -float(grad) * ctx.strength * ctx.scale / ctx.n_time
+        record = ctx.record
+        if ctx.on_device:
+            per_neuron = (factor * ctx.excess).to(record.dldt.dtype)[:, None, :]
+            record.dldt += torch.where(record.spikes, per_neuron, 0.0)
+        else:
+            ev = record.events
+            record.dldt += factor * ctx.excess.numpy()[ev.sample_index(), ev.unit]
         return _zero_grad(ctx.spikes_shape, grad.dtype), None, None, None
 
 
@@ -157,6 +173,8 @@ def spike_count_penalty(
         raise SpikeforgeError("spike_count_penalty needs a spikeforge LIF output")
     if not (strength >= 0 and math.isfinite(strength)):
         raise SpikeforgeError(f"regulariser strength must be >= 0, got {strength}")
-    n_time_s = record.events.n_steps * record.dt / 1000.0
+    n_steps = (record.spikes.shape[1] if isinstance(record, DeviceSpikeRecord)
+               else record.events.n_steps)
+    n_time_s = n_steps * record.dt / 1000.0
     anchor = spikes if spikes.requires_grad else spikes.detach().requires_grad_(True)
     return _SpikeCountPenalty.apply(anchor, record, target_rate_hz * n_time_s, strength)

@@ -102,3 +102,17 @@ def untrained_digits_run(root: Path, hidden: int = 32) -> Path:
         save_checkpoint(out / rf.MODEL, {"model": network.state_dict(), "epoch": 0})
         _RUN[key] = out
     return _RUN[key]
+
+
+def delayed_model(mode: str, recurrent: bool = False) -> LoadedModel:
+    """A network with per-synapse delays (``mode``: "round" or "interpolate")."""
+    from spikeforge.model.connectivity import DelaySpec
+
+    spec = NetworkSpec(n_inputs=12, layers=(
+        LayerSpec(20, LIFParams(20.0, 5.0, 1.0), weight_mean=1.5, recurrent=recurrent,
+                  delays=DelaySpec(6.0, mode=mode)),
+        LayerSpec(4, LIFParams(20.0, 5.0, spiking=False), weight_mean=0.3,
+                  delays=DelaySpec(4.0, mode=mode)),
+    ), dt=1.0)
+    torch.manual_seed(0)
+    return LoadedModel(SpikingNetwork(spec).eval(), "sum_exp")

@@ -84,3 +84,14 @@ def test_trained_digits_agreement_at_least_99_percent(tmp_path):
 
     report = json.loads(out.strip().splitlines()[-1])["agreement"][0]
     assert report["n_samples"] == 269 and report["class_agreement"] >= 0.99
+
+
+def test_per_synapse_delays_with_recurrence_are_exact():
+    from export_helpers import delayed_model
+
+    model = delayed_model("interpolate", recurrent=True)
+    events = random_events(n_batch=3, n_steps=30)
+    ref, other = spikeforge_output(model, events), se.simulate(model, "brian2", events)
+    assert ref.counts[0].sum() > 100
+    np.testing.assert_array_equal(ref.counts[0], other.counts[0])
+    np.testing.assert_allclose(ref.readout, other.readout, atol=1e-4)

@@ -85,3 +85,15 @@ def test_conv_layer_exported_as_dense_synapses_is_exact():
     assert ref.counts[0].sum() > 100
     np.testing.assert_array_equal(ref.counts[0], other.counts[0])
     np.testing.assert_allclose(ref.readout, other.readout, atol=1e-4)
+
+
+@pytest.mark.parametrize("mode", ["round", "interpolate"])
+def test_per_synapse_delays_are_exact(mode):
+    from export_helpers import delayed_model
+
+    model = delayed_model(mode)
+    events = random_events(n_batch=3, n_steps=30)
+    ref, other = spikeforge_output(model, events), se.simulate(model, "nest", events)
+    assert ref.counts[0].sum() > 100
+    np.testing.assert_array_equal(ref.counts[0], other.counts[0])
+    np.testing.assert_allclose(ref.readout, other.readout, atol=1e-4)

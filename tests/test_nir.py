@@ -177,12 +177,13 @@ def test_conv_network_round_trips_through_dense_linear_nodes(tmp_path):
     np.testing.assert_allclose(a.readout, b.readout, atol=1e-6)
 
 
-@pytest.mark.parametrize("target", ["nir", "brian2", "nest"])
-@pytest.mark.parametrize("feature,expected", [
-    ({"neuron_extra": {"tau_adapt": 200.0}}, "adaptive threshold"),
-    ({"delays": object()}, "synaptic delays"),
-    ({"tau_spread": 0.2}, "per-neuron time constants"),
-])
+@pytest.mark.parametrize("target,feature,expected", [
+    (target, {"neuron_extra": {"tau_adapt": 200.0}}, "adaptive threshold")
+    for target in ("nir", "brian2", "nest")
+] + [
+    (target, {"tau_spread": 0.2}, "per-neuron time constants")
+    for target in ("nir", "brian2", "nest")
+] + [("nir", {"delays": object()}, "per-synapse delays")])
 def test_inexpressible_layer_names_layer_and_target(target, feature, expected):
     from types import SimpleNamespace
 

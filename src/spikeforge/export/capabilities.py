@@ -4,6 +4,10 @@ Convolutional layers (and the average pooling folded into the next layer) are ex
 as their equivalent dense weight matrices (``layer.weight`` is that matrix): a NIR
 ``Linear`` node, explicit synapses in Brian2 and NEST. Exact, but without the kernel
 structure (a NIR ``Conv2d`` node would keep it; not written yet).
+
+Per-synapse delays (whole-step or interpolated) are exact in Brian2 and NEST: a synapse
+with delay (q + f) dt becomes two synapses, weight (1 - f) w with delay q dt and f w with
+delay (q + 1) dt, which is spikeforge's interpolation rule.
 """
 
 from __future__ import annotations
@@ -12,13 +16,14 @@ from spikeforge.errors import SpikeforgeError
 from spikeforge.export.network_io import LoadedModel
 
 
-def _layer_features(layer) -> list[str]:
-    """Features of a :class:`LayerSpec` beyond dense LIF/LI with scalar parameters."""
+def _layer_features(layer, target: str) -> list[str]:
+    """Features of a :class:`LayerSpec` beyond dense LIF/LI with scalar parameters that
+    ``target`` cannot express."""
     features = []
     if hasattr(layer.neuron, "tau_adapt"):
         features.append("adaptive threshold (ALIF)")
-    if getattr(layer, "delays", None) is not None:
-        features.append("synaptic delays")
+    if getattr(layer, "delays", None) is not None and target == "nir":
+        features.append("per-synapse delays (NIR Delay nodes delay whole channels)")
     if getattr(layer, "tau_spread", 0.0):
         features.append("per-neuron time constants (tau_spread > 0)")
     return features
@@ -27,7 +32,7 @@ def _layer_features(layer) -> list[str]:
 def check_expressible(model: LoadedModel, target: str) -> None:
     """Raise :class:`SpikeforgeError` naming the first layer ``target`` cannot express."""
     for index, layer in enumerate(model.network.spec.layers):
-        features = _layer_features(layer)
+        features = _layer_features(layer, target)
         if features:
             raise SpikeforgeError(
                 f"layer {index} uses {features[0]}, which the {target} exporter cannot "

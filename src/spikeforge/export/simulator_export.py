@@ -70,10 +70,29 @@ def weights_dict(model: LoadedModel) -> dict[str, np.ndarray]:
         rec = getattr(layer, "recurrent_weight", None)
         if rec is not None:
             out[f"rec{k}"] = rec.detach().double().numpy()
+        if hasattr(layer, "clamped_delays"):  # per-synapse delays, [out, in] like weights
+            out.update(_delay_arrays(layer, k, spec.dt))
         out[f"tau_mem{k}"] = np.float64(p.tau_mem)
         out[f"tau_syn{k}"] = np.float64(p.tau_syn)
         out[f"threshold{k}"] = np.float64(p.threshold)
         out[f"spiking{k}"] = np.bool_(p.spiking)
+    return out
+
+
+def _delay_arrays(layer, k: int, dt: float) -> dict[str, np.ndarray]:
+    """Whole steps ``q`` and fraction ``f`` of every synapse delay (the spikeforge rule:
+    a spike at step n injects (1 - f) w at step n + q and f w at step n + q + 1)."""
+    from spikeforge.engine.delay_layers import DelaySteps
+
+    out = {}
+    d_in, d_rec = layer.clamped_delays()
+    for prefix, delay in (("", d_in), ("r", d_rec)):
+        if delay is None:
+            continue
+        steps = DelaySteps.from_ms(delay.detach().double().numpy().T, dt, layer.delay_mode,
+                                   np.float64)
+        out[f"{prefix}dq{k}"] = steps.q.T.astype(np.int64)
+        out[f"{prefix}df{k}"] = steps.f.T.astype(np.float64)
     return out
 
 

@@ -17,7 +17,9 @@ Neuron model (dimensionless, identical to spikeforge's)::
 integrated with Brian2's ``exact`` method on a clock of dt. Brian2's schedule per step
 (state update, thresholds, synaptic propagation, resets) is spikeforge's per-step order,
 so a spike at step n changes the target's current at step n and its voltage from n + 1.
-The B samples run in parallel as B disconnected copies of the network.
+The B samples run in parallel as B disconnected copies of the network. Per-synapse
+delays of (q + f) steps are two synapses: weight (1 - f) w after q steps, f w after
+q + 1 steps (spikeforge's interpolation rule; f = 0 for rounded delays).
 """
 
 from __future__ import annotations
@@ -92,10 +94,12 @@ def build(weights, ptr, steps, units, n_steps: int, target: str = "numpy"):
         group = b2.NeuronGroup(n_batch * n_out, EQUATIONS, method="exact", clock=clock,
                                namespace=namespace, name=f"layer{k}", **extra)
         objects.append(group)
-        objects.append(_connect(b2, source, group, w, n_batch, f"syn{k}", clock))
+        objects.append(_connect(b2, source, group, w, n_batch, f"syn{k}", clock,
+                                weights.get(f"dq{k}"), weights.get(f"df{k}")))
         if f"rec{k}" in weights:
             rec = np.asarray(weights[f"rec{k}"], dtype=np.float64)
-            objects.append(_connect(b2, group, group, rec, n_batch, f"rec{k}", clock))
+            objects.append(_connect(b2, group, group, rec, n_batch, f"rec{k}", clock,
+                                    weights.get(f"rdq{k}"), weights.get(f"rdf{k}")))
         if spiking:
             monitors[f"spikes{k}"] = b2.SpikeMonitor(group, name=f"spikemon{k}")
             objects.append(monitors[f"spikes{k}"])
@@ -109,14 +113,34 @@ def build(weights, ptr, steps, units, n_steps: int, target: str = "numpy"):
     return network, monitors
 
 
-def _connect(b2, pre, post, w, n_batch, name, clock):
+def synapse_table(w, q=None, f=None):
+    """Synapses of one ``[out, in]`` weight matrix: (post, pre, weight, delay in steps).
+
+    A delay of (q + f) steps (spikeforge's interpolated delay) becomes two synapses:
+    weight (1 - f) w after q steps and f w after q + 1 steps.
+    """
+    post, pre = np.nonzero(w)
+    weight = w[post, pre]
+    if q is None:
+        return post, pre, weight, np.zeros(post.size, dtype=np.int64)
+    q = np.asarray(q, dtype=np.int64)[post, pre]
+    f = np.asarray(f, dtype=np.float64)[post, pre]
+    split = f > 0
+    return (np.concatenate([post, post[split]]), np.concatenate([pre, pre[split]]),
+            np.concatenate([weight * (1.0 - f), weight[split] * f[split]]),
+            np.concatenate([q, q[split] + 1]))
+
+
+def _connect(b2, pre, post, w, n_batch, name, clock, q=None, f=None):
     """Block-diagonal copies of the ``[out, in]`` weight matrix, one per sample."""
-    post_idx, pre_idx = np.nonzero(w)
+    post_idx, pre_idx, wts, steps = synapse_table(w, q, f)
     n_out, n_in = w.shape
     offsets = np.arange(n_batch)[:, None]
     syn = b2.Synapses(pre, post, "w : 1", on_pre="I_post += w", clock=clock, name=name)
     syn.connect(i=(offsets * n_in + pre_idx).ravel(), j=(offsets * n_out + post_idx).ravel())
-    syn.w[:] = np.tile(w[post_idx, pre_idx], n_batch)
+    syn.w[:] = np.tile(wts, n_batch)
+    if steps.any():
+        syn.delay[:] = np.tile(steps, n_batch) * clock.dt
     return syn
 
 

@@ -22,6 +22,8 @@ each layer's trajectory: an input event at spikeforge step n is a generator spik
 (n + 1) dt (delay dt), layer k's spikes and voltages at spikeforge step n appear in NEST
 at time (n + 2 + k) dt. The simulation runs n_steps + n_layers + 1 steps and the
 recorded data are shifted back. (Recurrent layers cannot be mapped this way.)
+A per-synapse delay of (q + f) steps becomes two connections, weight (1 - f) w with
+delay (q + 1) dt and f w with delay (q + 2) dt (spikeforge's interpolation rule).
 """
 
 from __future__ import annotations
@@ -38,6 +40,21 @@ def import_simulator():
     import nest
 
     return nest
+
+
+def synapse_table(w, q=None, f=None):
+    """Synapses of one ``[out, in]`` weight matrix: (post, pre, weight, delay in steps);
+    a delay of (q + f) steps becomes weight (1 - f) w after q and f w after q + 1 steps."""
+    post, pre = np.nonzero(w)
+    weight = w[post, pre]
+    if q is None:
+        return post, pre, weight, np.zeros(post.size, dtype=np.int64)
+    q = np.asarray(q, dtype=np.int64)[post, pre]
+    f = np.asarray(f, dtype=np.float64)[post, pre]
+    split = f > 0
+    return (np.concatenate([post, post[split]]), np.concatenate([pre, pre[split]]),
+            np.concatenate([weight * (1.0 - f), weight[split] * f[split]]),
+            np.concatenate([q, q[split] + 1]))
 
 
 def _params(weights, k: int) -> dict:
@@ -75,13 +92,14 @@ def build(weights, ptr, steps, units, n_steps: int, threads: int = 1):
         n_out = w.shape[0]
         group = nest.Create("iaf_psc_exp", n_batch * n_out, params=_params(weights, k))
         post_ids = np.asarray(group.tolist())
-        post_idx, pre_idx = np.nonzero(w)
+        post_idx, pre_idx, wts, lag = synapse_table(w, weights.get(f"dq{k}"),
+                                                    weights.get(f"df{k}"))
         offsets = np.arange(n_batch)[:, None]
         src = pre_ids[(offsets * w.shape[1] + pre_idx).ravel()]
         dst = post_ids[(offsets * n_out + post_idx).ravel()]
-        wts = np.tile(w[post_idx, pre_idx], n_batch)
         nest.Connect(src, dst, conn_spec="one_to_one",
-                     syn_spec={"weight": wts, "delay": np.full(wts.size, dt)})
+                     syn_spec={"weight": np.tile(wts, n_batch),
+                               "delay": np.tile((lag + 1) * dt, n_batch)})
         if bool(weights[f"spiking{k}"]):
             recorder = nest.Create("spike_recorder")
             nest.Connect(group, recorder)

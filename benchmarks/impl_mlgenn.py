@@ -55,18 +55,18 @@ def main(argv: list[str] | None = None) -> dict:
     i_scale = tk.TAU_SYN / tk.DT * (1.0 - alpha_syn)
     scale = tk.weight_scale((1.0 - alpha_mem) * i_scale)
     w = tk.make_weights(task)
-    batches = tk.make_batches(task)  # each: inputs [32, T, 700], labels [32]
+    batches = tk.make_batches(task)  # each: (flat spike indices of [32, T, 700], labels)
 
-    def to_spikes(x: np.ndarray):
-        out = []
-        for sample in x:
-            steps, units = np.nonzero(sample)
-            # A spike in step n reaches the synapse at the end of step n, as in spikeforge.
-            out.append(preprocess_spikes(steps.astype(float) * tk.DT, units, task.n_inputs))
-        return out
+    def to_spikes(flat: np.ndarray):
+        sample, step, unit = tk.unravel(flat, task)
+        # A spike in step n reaches the synapse at the end of step n, as in spikeforge.
+        return [
+            preprocess_spikes(step[sample == b] * tk.DT, unit[sample == b], task.n_inputs)
+            for b in range(task.batch)
+        ]
 
-    data = [(to_spikes(x), list(y)) for x, y in batches]
-    max_spikes = max(int(x.sum(axis=(1, 2)).max()) for x, _ in batches)
+    data = [(to_spikes(flat), list(y)) for flat, y in batches]
+    max_spikes = max(int(np.bincount(tk.unravel(f, task)[0]).max()) for f, _ in batches)
 
     network = Network(default_params)
     with network:
@@ -121,7 +121,8 @@ def main(argv: list[str] | None = None) -> dict:
         "peer_version": importlib.metadata.version("ml_genn"),
         "genn_batch_size": 1, "backend": "single_threaded_cpu", "optimize_code": True,
         "lr_effective": task.lr * scale, "threads": 1, "train_accuracy": accuracies,
-        "note": "one step = 32 samples trained one by one (batch 1, 32 Adam updates)",
+        "note": f"one step = {task.batch} samples trained one by one (batch 1, "
+        f"{task.batch} Adam updates)",
     })  # fmt: skip
     tk.emit(record)
     return record

@@ -71,11 +71,8 @@ def main(argv: list[str] | None = None) -> dict:
 
     model = Net()
 
-    def prepare(x):
-        return torch.from_numpy(x).transpose(0, 1).contiguous()
-
     record = torch_loop.run(
-        "snntorch", task, model, prepare, model, args.mode, args.threads, lr=task.lr * scale,
+        "snntorch", task, model, "dense_tb", model, args.mode, args.threads, lr=task.lr * scale,
         extra={"peer_version": snntorch.__version__},
     )  # fmt: skip
     tk.emit(record)

@@ -2,7 +2,7 @@
 reference path (``--backend reference``).
 
 Inputs are handed over as sparse :class:`spikeforge.engine.Events` (spikeforge's native
-format), built from the shared dense batch before timing starts; the hidden layer passes
+format), built from the shared batches before the first step; the hidden layer passes
 spikes to the readout as sparse records (no dense [B, T, 256] tensor).
 
 usage: python benchmarks/impl_spikeforge.py --backend event --T 100 --batch 32
@@ -29,7 +29,6 @@ def main(argv: list[str] | None = None) -> dict:
     import torch
     import torch_loop
 
-    from spikeforge.engine import Events
     from spikeforge.nn import LI, LIF, event_input
 
     weights = tk.make_weights(task)
@@ -47,16 +46,13 @@ def main(argv: list[str] | None = None) -> dict:
         readout.weight.copy_(torch.from_numpy(weights["w_out"]))
     model = torch.nn.ModuleList([hidden, readout])
 
-    def prepare(x):
-        return Events.from_dense(x)
-
     def forward(events):
         spikes = hidden(event_input(events))
         v = readout(spikes)  # [B, T, n_classes]
         return v.mean(dim=1), hidden.last_record.events.n_events
 
     record = torch_loop.run(
-        f"spikeforge-{args.backend}", task, model, prepare, forward, args.mode, args.threads,
+        f"spikeforge-{args.backend}", task, model, "events", forward, args.mode, args.threads,
     )  # fmt: skip
     import numba
 

@@ -72,10 +72,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     model = Net(tk.make_weights(task))
 
-    def prepare(x):
-        return torch.from_numpy(x).transpose(0, 1).contiguous()  # [T, B, in]
-
-    record = torch_loop.run("torch-bptt", task, model, prepare, model, args.mode, args.threads)
+    record = torch_loop.run("torch-bptt", task, model, "dense_tb", model, args.mode, args.threads)
     tk.emit(record)
     return record
 

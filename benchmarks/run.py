@@ -64,6 +64,28 @@ SETUP_HINT = {
 }
 
 
+def git_revision() -> str:
+    """The checked-out commit (with "+dirty" when the work tree has changes), or "?"."""
+    try:
+        rev = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            timeout=10,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            timeout=10,
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return "?"
+    return (rev or "?") + ("+dirty" if dirty.strip() else "")
+
+
 def interpreter(venv: str, args) -> Path:
     """The Python that runs implementations of ``venv``."""
     if venv == "project":
@@ -83,7 +105,7 @@ def run_child(impl: Impl, cli: list[str], args, label: dict) -> dict:
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
                 "NUMBA_NUM_THREADS"):  # fmt: skip
         env[var] = str(args.threads)
-    started = time.time()
+    started, load = time.time(), round(os.getloadavg()[0], 2)
     # Own process group, so a timeout (or Ctrl-C) ends the child and anything it started.
     proc = subprocess.Popen(
         cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT,
@@ -104,6 +126,7 @@ def run_child(impl: Impl, cli: list[str], args, label: dict) -> dict:
     record = json.loads(lines[-1])
     record.update(label)
     record["wall_total_s"] = round(time.time() - started, 2)
+    record["loadavg_1min_at_start"] = load
     return record
 
 
@@ -114,10 +137,13 @@ class Results:
         self.path = path
         self.records: list[dict] = [meta]
 
+    def add_all(self) -> None:
+        """Rewrite the whole file (atomically) with the records collected so far."""
+        write_text_atomic(self.path, "".join(json.dumps(r) + "\n" for r in self.records))
+
     def add(self, record: dict) -> None:
         self.records.append(record)
-        text = "".join(json.dumps(r) + "\n" for r in self.records)
-        write_text_atomic(self.path, text)
+        self.add_all()
         status = record.get("error") or record.get("skipped")
         if status:
             print(f"  {record['impl']:<22} {status}", flush=True)
@@ -156,7 +182,8 @@ def sweep(results: Results, args, impls: list[str], configs: list[dict], section
 # --- tables -----------------------------------------------------------------------------
 
 
-def _median(values: list[float]) -> float:
+def _median(values: list) -> float:
+    values = [v for v in values if v is not None]
     return statistics.median(values) if values else float("nan")
 
 
@@ -170,7 +197,7 @@ def aggregate(records: list[dict], section: str) -> dict[tuple, dict]:
         groups.setdefault(key, []).append(r)
     rows = {}
     for key, group in groups.items():
-        ok = [r for r in group if "s_per_step" in r]
+        ok = [r for r in group if r.get("s_per_step") is not None]
         if not ok:
             rows[key] = {"status": group[-1].get("error") or group[-1].get("skipped")}
             continue
@@ -258,6 +285,7 @@ def parse_args(argv: list[str] | None):
     p.add_argument("--threads", type=int, default=2, help="torch/numba/OpenMP threads per run")
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--timeout", type=int, default=1800, help="seconds per subprocess")
+    p.add_argument("--no-train", action="store_true", help="skip the training table")
     p.add_argument("--no-inference", action="store_true")
     p.add_argument("--no-scaling", action="store_true")
     p.add_argument("--scaling-T", type=int, default=500)
@@ -268,6 +296,10 @@ def parse_args(argv: list[str] | None):
     p.add_argument("--peers-venv", default=str(HERE / ".venv-peers"))
     p.add_argument("--mlgenn-venv", default=str(HERE / ".venv-mlgenn"))
     p.add_argument("--out", default=str(HERE / "results" / "results.jsonl"))
+    p.add_argument(
+        "--from-results", nargs="+", default=None, metavar="JSONL",
+        help="run nothing: merge these results files into --out and print the tables",
+    )  # fmt: skip
     args = p.parse_args(argv)
     unknown = [name for name in args.impls.split(",") if name and name not in IMPLS]
     if unknown:
@@ -298,13 +330,16 @@ def main(argv: list[str] | None = None) -> int:
     meta = {
         "meta": True, "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "argv": sys.argv[1:], "cpus": os.cpu_count(),
-        "loadavg_start": os.getloadavg(), "threads": args.threads,
+        "loadavg_start": os.getloadavg(), "threads": args.threads, "git": git_revision(),
     }  # fmt: skip
     results = Results(out, meta)
 
-    print(f"training: T={Ts} batch={args.batch} hidden={args.hidden}", flush=True)
+    if args.from_results:
+        return merge(results, args)
     train = [{"T": T, "batch": args.batch, "hidden": args.hidden, "mode": "train"} for T in Ts]
-    sweep(results, args, impls, train, "train")
+    if not args.no_train:
+        print(f"training: T={Ts} batch={args.batch} hidden={args.hidden}", flush=True)
+        sweep(results, args, impls, train, "train")
     if not args.no_inference:
         print("inference (no grad):", flush=True)
         infer = [{**c, "mode": "infer"} for c in train]
@@ -322,23 +357,52 @@ def main(argv: list[str] | None = None) -> int:
         ]  # fmt: skip
         sweep(results, args, [BASELINE, peer], configs, "scaling")
 
-    load_end = os.getloadavg()
-    report = [
-        f"# Benchmark results ({meta['started']}, {os.cpu_count()} CPUs, "
-        f"{args.threads} threads per run, load average {meta['loadavg_start'][0]:.1f} at start "
-        f"/ {load_end[0]:.1f} at end)\n",
-        "## Training (forward + backward + Adam step)\n", table(results.records, "train", "train"),
-    ]  # fmt: skip
-    if not args.no_inference:
-        report += ["\n## Inference (forward only, no grad)\n",
-                   table(results.records, "infer", "infer")]  # fmt: skip
-    if peer:
-        report += [f"\n## Scaling (T = {args.scaling_T}): {BASELINE} vs {peer}\n",
-                   table(results.records, "scaling", "train")]  # fmt: skip
-    text = "\n".join(report)
-    write_text_atomic(out.with_suffix(".md"), text)
-    print("\n" + text)
+    print("\n" + report(results, args, meta))
     print(f"results: {out} (JSON lines) and {out.with_suffix('.md')}")
+    return 0
+
+
+def report(results: Results, args, meta: dict) -> str:
+    """Markdown tables of every section present; also written next to the results."""
+    records = results.records
+    sections = {r.get("section") for r in records}
+    load_end = os.getloadavg()
+    text = [
+        f"# Benchmark results ({meta['started']}, {os.cpu_count()} CPUs, "
+        f"{meta['threads']} threads per run, load average {meta['loadavg_start'][0]:.1f} at "
+        f"start / {load_end[0]:.1f} at end)\n",
+    ]  # fmt: skip
+    if "train" in sections:
+        text += ["## Training (forward + backward + Adam step)\n", table(records, "train", "train")]
+    if "infer" in sections:
+        text += ["\n## Inference (forward only, no grad)\n", table(records, "infer", "infer")]
+    if "scaling" in sections:
+        impls = sorted({r["impl"] for r in records if r.get("section") == "scaling"})
+        T = sorted({r.get("n_steps") for r in records if r.get("section") == "scaling"})
+        text += [f"\n## Scaling (T = {', '.join(map(str, T))}): {' vs '.join(impls)}\n",
+                 table(records, "scaling", "train")]  # fmt: skip
+    markdown = "\n".join(text)
+    write_text_atomic(results.path.with_suffix(".md"), markdown)
+    return markdown
+
+
+def merge(results: Results, args) -> int:
+    """Combine earlier results files (e.g. parts of one sweep, or repeats) into one."""
+    for name in args.from_results:
+        path = Path(name)
+        if not path.is_file():
+            print(f"error: results file {path} not found; pass existing .jsonl files",
+                  file=sys.stderr)  # fmt: skip
+            return 2
+        for line in path.read_text().splitlines():
+            record = json.loads(line)
+            if record.get("meta"):
+                results.records[0].setdefault("parts", []).append(record)
+            else:
+                results.records.append(record)
+    results.add_all()
+    print(report(results, args, results.records[0]))
+    print(f"results: {results.path} (JSON lines) and {results.path.with_suffix('.md')}")
     return 0
 
 

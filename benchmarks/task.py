@@ -119,8 +119,20 @@ def make_weights(task: Task) -> dict[str, np.ndarray]:
 
 
 def make_batches(task: Task) -> list[tuple[np.ndarray, np.ndarray]]:
-    """All (inputs, labels) batches of the run, generated before timing starts."""
-    return [(make_inputs(task, s), make_labels(task, s)) for s in range(task.total_steps)]
+    """All batches of the run as (flat indices int64 of the input spikes in the
+    [batch, n_steps, n_inputs] array, in C order, labels), generated one at a time so no
+    dense batch stays resident (a dense T = 1000 batch is 90 MB)."""
+    batches = []
+    for s in range(task.total_steps):
+        batches.append((np.flatnonzero(make_inputs(task, s)), make_labels(task, s)))
+    return batches
+
+
+def unravel(flat: np.ndarray, task: Task) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(sample, step, channel) int64 arrays of flat [batch, n_steps, n_inputs] indices."""
+    sample, rest = np.divmod(flat, task.n_steps * task.n_inputs)
+    step, channel = np.divmod(rest, task.n_inputs)
+    return sample, step, channel
 
 
 # --- measurement helpers (shared by all implementation scripts) -----------------------
@@ -242,9 +254,20 @@ def rate_hz(n_spikes: float, task: Task, n_samples: int | None = None) -> float:
     return float(n_spikes) / (n * task.n_steps * task.n_hidden) / (DT * 1e-3)
 
 
+def _plain(value):
+    """NaN/inf -> None (strict JSON), recursively."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
 def emit(record: dict) -> None:
     """Print the record as the last stdout line (the orchestrator parses it)."""
-    sys.stdout.write(json.dumps(record) + "\n")
+    sys.stdout.write(json.dumps(_plain(record)) + "\n")
     sys.stdout.flush()
 
 

@@ -1,9 +1,11 @@
 """The training / inference loop shared by every PyTorch-based implementation.
 
-Each implementation supplies a model (torch.nn.Module holding all trainable weights), a
-``prepare`` function turning one task batch (NumPy inputs [B, T, C]) into its native
-input format (done before timing), and a ``forward`` function returning
-``(mean readout voltage [B, n_classes], hidden spike count)``.
+Each implementation supplies a model (torch.nn.Module holding all trainable weights), the
+input format it takes (``"events"``: spikeforge ``Events``, all batches built before the
+first step; ``"dense_tb"``: a dense float32 ``[T, B, C]`` tensor, one preallocated buffer
+refilled in place before each step, outside the timed region and without allocating),
+and a ``forward`` function returning ``(mean readout voltage [B, n_classes], hidden spike
+count)``. No dense batch is kept resident besides that one buffer.
 
 One training step = zero_grad + forward + cross-entropy on the time-mean readout +
 backward + Adam step; that is what is timed. Loss, firing rate and gradient finiteness
@@ -16,8 +18,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import torch
-from task import Meter, Task, make_batches, rate_hz
+from task import Meter, Task, make_batches, make_inputs, rate_hz, unravel
 
 Forward = Callable[[Any], tuple[torch.Tensor, torch.Tensor | float]]
 
@@ -26,11 +29,68 @@ def _grads_finite(model: torch.nn.Module) -> bool:
     return all(p.grad is None or bool(torch.isfinite(p.grad).all()) for p in model.parameters())
 
 
-def _prewarm(model, prepare, forward, x, mode: str) -> None:
+class Inputs:
+    """Batches in the implementation's input format; see the module docstring."""
+
+    def __init__(self, task: Task, fmt: str) -> None:
+        self.task, self.fmt = task, fmt
+        raw = make_batches(task)
+        self.labels = [torch.from_numpy(y) for _, y in raw]
+        if fmt == "events":
+            self.events = [self._events(flat) for flat, _ in raw]
+        elif fmt == "dense_tb":
+            n_b, n_c = task.batch, task.n_inputs
+            self.buffer = torch.zeros(task.n_steps, n_b, n_c)
+            self.flat_tb = []
+            for flat, _ in raw:
+                sample, step, channel = unravel(flat, task)
+                self.flat_tb.append(torch.from_numpy((step * n_b + sample) * n_c + channel))
+        else:
+            raise ValueError(f"unknown input format {fmt!r}")
+
+    def _events(self, flat):
+        from spikeforge.engine import Events
+
+        task = self.task
+        sample, step, channel = unravel(flat, task)  # C order: sorted by (sample, step)
+        ptr = np.zeros(task.batch + 1, dtype=np.int64)
+        np.cumsum(np.bincount(sample, minlength=task.batch), out=ptr[1:])
+        return Events(
+            n_batch=task.batch, n_steps=task.n_steps, n_units=task.n_inputs, ptr=ptr,
+            step=step.astype(np.int32), unit=channel.astype(np.int32),
+            value=np.ones(flat.shape[0], dtype=np.float32),
+        )  # fmt: skip
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def get(self, index: int):
+        """The inputs of batch ``index`` (for dense_tb: the refilled shared buffer)."""
+        if self.fmt == "events":
+            return self.events[index]
+        self.buffer.zero_()
+        self.buffer.view(-1).index_fill_(0, self.flat_tb[index], 1.0)
+        return self.buffer
+
+    def small(self):
+        """1 sample x 10 steps of the first batch, for the pre-warm call."""
+        task = self.task
+        n = min(task.n_steps, 10)
+        x = np.zeros((1, n, task.n_inputs), dtype=np.float32)
+        sample, step, channel = unravel(np.flatnonzero(make_inputs(task, 0)), task)
+        keep = (sample == 0) & (step < n)
+        x[0, step[keep], channel[keep]] = 1.0
+        if self.fmt == "events":
+            from spikeforge.engine import Events
+
+            return Events.from_dense(x)
+        return torch.from_numpy(x).transpose(0, 1).contiguous()
+
+
+def _prewarm(model, forward, small, mode: str) -> None:
     """One tiny forward (+ backward) on 1 sample x 10 steps before the baseline RSS is
     taken, so one-off costs (Numba JIT compilation or cache loading, torch lazy
     initialisation) count as set-up, like imports, not as training memory."""
-    small = prepare(x[:1, : min(x.shape[1], 10)].copy())
     if mode == "train":
         logits, _ = forward(small)
         logits.sum().backward()
@@ -44,7 +104,7 @@ def run(
     impl: str,
     task: Task,
     model: torch.nn.Module,
-    prepare: Callable[[Any], Any],
+    input_format: str,
     forward: Forward,
     mode: str = "train",
     threads: int = 2,
@@ -58,13 +118,13 @@ def run(
     that factor, so Adam's updates are the same relative to the weights.
     """
     torch.set_num_threads(threads)
-    raw = make_batches(task)
-    batches = [(prepare(x), torch.from_numpy(y)) for x, y in raw]
-    _prewarm(model, prepare, forward, raw[0][0], mode)
+    batches = Inputs(task, input_format)
+    _prewarm(model, forward, batches.small(), mode)
     optimizer = torch.optim.Adam(model.parameters(), lr=task.lr if lr is None else lr)
     meter = Meter(task)
     meter.start()
-    for inputs, labels in batches:
+    for index in range(len(batches)):
+        inputs, labels = batches.get(index), batches.labels[index]
         if mode == "train":
             start, cpu_start = time.perf_counter(), time.process_time()
             optimizer.zero_grad(set_to_none=True)

@@ -46,6 +46,8 @@ def train(
     data_dir: Annotated[Path | None, typer.Option(
         help="Folder with the dataset files (shd, ssc, mnist).")] = None,
     epochs: Annotated[int | None, typer.Option(help="Number of epochs.")] = None,
+    method: Annotated[str | None, typer.Option(
+        help="Training method: eventprop (exact gradients) or bptt (surrogate).")] = None,
     seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
     out: Annotated[Path | None, typer.Option(help="Run folder (default runs/<data>).")] = None,
     set_: Annotated[list[str] | None, typer.Option("--set", help="Override: section.key=value")
@@ -58,7 +60,7 @@ def train(
     from spikeforge.experiments.runner import train_run
 
     overrides = dict(parse_override(item) for item in (set_ or []))
-    flags = {"data.name": data, "train.epochs": epochs, "seed": seed,
+    flags = {"data.name": data, "train.epochs": epochs, "seed": seed, "train.method": method,
              "data.data_dir": str(data_dir.resolve()) if data_dir is not None else None}
     overrides.update({key: value for key, value in flags.items() if value is not None})
     resolved = load_config(config, overrides)

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from spikeforge.errors import SpikeforgeError
 from spikeforge.experiments.stdp_config import StdpConfig
-from spikeforge.model import LayerSpec, LIFParams, NetworkSpec
+from spikeforge.model import ALIFParams, LayerSpec, LIFParams, NetworkSpec
 
 
 class _Strict(BaseModel):
@@ -73,10 +73,19 @@ class ModelConfig(_Strict):
     hidden_weight_std: float = 1.0
     recurrent_std: float = 0.5
     readout_weight_std: float = 20.0
+    neuron: Literal["lif", "alif"] = Field("lif", description="hidden neuron model")
+    tau_adapt: float = Field(200.0, description="alif: adaptation time constant (ms)")
+    adapt_beta: float = Field(0.2, description="alif: threshold increase per spike")
+    tau_spread: float = Field(
+        0.0, description="hidden per-neuron tau_mem/tau_syn ~ U[tau(1-s), tau(1+s)]")
+    train_tau: bool = Field(False, description="train hidden taus (train.method=bptt)")
 
     def network_spec(self, n_inputs: int, n_classes: int, dt: float, spiking_output: bool):
         """The :class:`NetworkSpec` this config describes."""
         neuron = LIFParams(self.tau_mem, self.tau_syn, self.threshold, spiking=True)
+        if self.neuron == "alif":
+            neuron = ALIFParams(self.tau_mem, self.tau_syn, self.threshold, spiking=True,
+                                tau_adapt=self.tau_adapt, beta=self.adapt_beta)
         layers = []
         for index, size in enumerate(self.hidden):
             first = index == 0
@@ -85,7 +94,8 @@ class ModelConfig(_Strict):
                     size=size, neuron=neuron, recurrent=self.recurrent,
                     weight_mean=self.input_weight_mean if first else self.hidden_weight_mean,
                     weight_std=self.input_weight_std if first else self.hidden_weight_std,
-                    recurrent_std=self.recurrent_std,
+                    recurrent_std=self.recurrent_std, tau_spread=self.tau_spread,
+                    train_tau=self.train_tau,
                 )  # fmt: skip
             )
         readout = LIFParams(
@@ -110,6 +120,11 @@ class TrainConfig(_Strict):
     silent_penalty: float = Field(
         1.0, ge=0, description="first_spike loss: drive for silent correct-class outputs")
     threads: int = Field(0, ge=0, description="CPU threads (0: all cores)")
+    method: Literal["eventprop", "bptt"] = Field(
+        "eventprop", description="gradients: exact EventProp or surrogate-gradient BPTT")
+    surrogate: Literal["fast_sigmoid", "arctan"] = Field(
+        "fast_sigmoid", description="bptt: surrogate derivative of the spike")
+    surrogate_slope: float = Field(10.0, gt=0, description="bptt: surrogate steepness")
     method: Literal["eventprop", "stdp"] = Field(
         "eventprop", description="eventprop: exact gradients; stdp: unsupervised STDP "
         "(stdp section)")
@@ -198,7 +213,21 @@ def load_config(path: Path | None, overrides: dict[str, Any] | None = None) -> R
         raise SpikeforgeError(f"invalid config value {where}: {first['msg']}") from exc
     spec = config.model.network_spec(1, 2, config.data.dt, config.train.loss == "first_spike")
     spec.validate()
+    check_method_options(config)
     return config
+
+
+def check_method_options(config: RunConfig) -> None:
+    """Raise :class:`SpikeforgeError` for options the chosen train.method cannot do."""
+    method = config.train.method
+    if config.model.train_tau and method != "bptt":
+        raise SpikeforgeError(
+            "model.train_tau=true: trainable taus need train.method=bptt; "
+            "set train.method=bptt or model.train_tau=false")
+    if method == "bptt" and config.train.loss == "first_spike":
+        raise SpikeforgeError(
+            "train.loss=first_spike needs train.method=eventprop (spike-time gradients); "
+            "use a readout loss (sum, sum_exp, max) with bptt")
 
 
 def dump_config(config: RunConfig) -> str:

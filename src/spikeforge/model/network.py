@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from spikeforge.errors import SpikeforgeError
-from spikeforge.model.neurons import LIFParams
+from spikeforge.model.neurons import LIFParams, check_tau_spread
 
 
 @dataclass(frozen=True)
@@ -14,10 +14,13 @@ class LayerSpec:
 
     Attributes:
         size: number of neurons.
-        neuron: neuron parameters (LIF or LI readout).
+        neuron: neuron parameters: :class:`LIFParams` (LIF or LI readout) or
+            :class:`ALIFParams` (adaptive LIF).
         recurrent: whether the population has all-to-all recurrent connections.
         weight_mean, weight_std: initial feed-forward weights ~ N(mean, std / sqrt(fan_in)).
         recurrent_std: initial recurrent weights ~ N(0, recurrent_std / sqrt(size)).
+        tau_spread: per-neuron tau_mem, tau_syn ~ U[tau (1 - spread), tau (1 + spread)].
+        train_tau: whether the per-neuron time constants are trained (BPTT only).
     """
 
     size: int
@@ -26,6 +29,8 @@ class LayerSpec:
     weight_mean: float = 0.0
     weight_std: float = 1.0
     recurrent_std: float = 0.5
+    tau_spread: float = 0.0
+    train_tau: bool = False
 
 
 @dataclass(frozen=True)
@@ -55,6 +60,7 @@ class NetworkSpec:
             if layer.size < 1:
                 raise SpikeforgeError(f"{where}: size must be >= 1, got {layer.size}")
             layer.neuron.validate(self.dt, where)
+            check_tau_spread(layer.neuron, layer.tau_spread, self.dt, where)
             if not layer.neuron.spiking and index != len(self.layers) - 1:
                 raise SpikeforgeError(
                     f"{where}: a non-spiking (LI) layer can only be the last (readout) layer"

@@ -80,3 +80,57 @@ class LIFParams:
         else:
             syn_gain = self.tau_syn / (self.tau_syn - self.tau_mem) * (alpha_syn - alpha_mem)
         return StepDecays(alpha_mem=alpha_mem, alpha_syn=alpha_syn, syn_gain=syn_gain)
+
+
+@dataclass(frozen=True)
+class ALIFParams(LIFParams):
+    """Adaptive LIF: LIF plus a threshold adaptation variable A (dimensionless)::
+
+        tau_adapt dA/dt = -A          on an own spike: A += 1
+        spike when V >= threshold + beta * A
+
+    Attributes (besides :class:`LIFParams`):
+        tau_adapt: adaptation time constant in ms (> dt).
+        beta: adaptation strength (>= 0; 0 gives plain LIF dynamics).
+    """
+
+    tau_adapt: float = 200.0
+    beta: float = 0.2
+
+    def validate(self, dt: float, where: str = "layer") -> None:
+        super().validate(dt, where)
+        if not self.spiking:
+            raise SpikeforgeError(f"{where}: an adaptive LIF neuron must be spiking")
+        tau = self.tau_adapt
+        if not (isinstance(tau, int | float) and math.isfinite(tau) and tau > dt):
+            raise SpikeforgeError(
+                f"{where}: tau_adapt must be a number of ms larger than dt={dt}, got {tau!r}; "
+                f"set it to e.g. 200.0"
+            )
+        if not (isinstance(self.beta, int | float) and math.isfinite(self.beta)
+                and self.beta >= 0):
+            raise SpikeforgeError(
+                f"{where}: adaptation strength beta must be >= 0, got {self.beta!r}; "
+                f"set it to e.g. 0.2"
+            )
+
+    def adapt_decay(self, dt: float) -> float:
+        """Exact per-step decay exp(-dt / tau_adapt) of the adaptation variable."""
+        return math.exp(-dt / self.tau_adapt)
+
+
+def check_tau_spread(params: LIFParams, spread: float, dt: float, where: str) -> None:
+    """Raise :class:`SpikeforgeError` unless per-neuron taus drawn from
+    U[tau (1 - spread), tau (1 + spread)] all stay above dt (spread in [0, 1))."""
+    if not (isinstance(spread, int | float) and math.isfinite(spread) and 0 <= spread < 1):
+        raise SpikeforgeError(
+            f"{where}: tau_spread must be in [0, 1) (relative half-width of the uniform "
+            f"tau distribution), got {spread!r}"
+        )
+    for name in ("tau_mem", "tau_syn"):
+        low = getattr(params, name) * (1 - spread)
+        if spread > 0 and low <= dt:
+            raise SpikeforgeError(
+                f"{where}: with tau_spread={spread} the smallest {name} would be {low:g} ms, "
+                f"not above dt={dt} ms; reduce tau_spread or dt"
+            )

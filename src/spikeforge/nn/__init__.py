@@ -1,7 +1,13 @@
-"""PyTorch front end: spiking layers whose backward pass is EventProp."""
+"""PyTorch front end: spiking layers trained by EventProp or surrogate-gradient BPTT."""
 
+from spikeforge.nn.alif import ALIF
+from spikeforge.nn.bptt import SURROGATES
+from spikeforge.nn.bptt_layers import METHODS
 from spikeforge.nn.layers import LI, LIF
 from spikeforge.nn.network import SpikingNetwork
 from spikeforge.nn.records import SpikeRecord, event_input, record_of
 
-__all__ = ["LI", "LIF", "SpikeRecord", "SpikingNetwork", "event_input", "record_of"]
+__all__ = [
+    "ALIF", "LI", "LIF", "METHODS", "SURROGATES", "SpikeRecord", "SpikingNetwork",
+    "event_input", "record_of",
+]

@@ -17,9 +17,12 @@ from spikeforge.engine import NeuronArrays
 from spikeforge.engine.layers import BACKENDS, DEFAULT_MIN_VDOT
 from spikeforge.errors import SpikeforgeError
 from spikeforge.model.neurons import LIFParams
+from spikeforge.nn.bptt import DEFAULT_SLOPE, DEFAULT_SURROGATE
+from spikeforge.nn.bptt_layers import configure_method, li_bptt, lif_bptt
 from spikeforge.nn.device_functional import li_device, lif_device, uses_device_path
 from spikeforge.nn.functional import LayerCall, run_li, run_lif
 from spikeforge.nn.records import SpikeRecord, record_of
+from spikeforge.nn.time_constants import neuron_arrays
 
 
 def _check_input(x: torch.Tensor, in_features: int, name: str) -> SpikeRecord | None:
@@ -78,7 +81,7 @@ class _SpikingLayer(nn.Module):
     def _call(self, x: torch.Tensor, upstream: SpikeRecord | None, dense: bool) -> LayerCall:
         dtype = self.weight.detach().numpy().dtype
         return LayerCall(
-            neurons=NeuronArrays.from_params(self.params, self.out_features, self.dt, dtype),
+            neurons=neuron_arrays(self, self.params, self.out_features, self.dt, dtype),
             dt=self.dt,
             backend="event" if self.backend == "auto" else self.backend,
             min_vdot=getattr(self, "min_vdot", DEFAULT_MIN_VDOT),
@@ -107,6 +110,11 @@ class LIF(_SpikingLayer):
         backend: ``"auto"`` (compiled event kernels on CPU, torch path on CUDA), ``"event"``,
             ``"reference"`` or ``"torch"`` (the CUDA path's torch ops, also on CPU).
         min_vdot: lower bound on I - threshold in the adjoint jump.
+        method: ``"eventprop"`` (exact gradients) or ``"bptt"`` (surrogate-gradient
+            backprop through time, same forward dynamics; see :mod:`spikeforge.nn.bptt`).
+        surrogate, surrogate_slope: BPTT surrogate (``fast_sigmoid`` or ``arctan``).
+        tau_spread: per-neuron taus drawn from U[tau (1 - spread), tau (1 + spread)].
+        train_tau: make the per-neuron taus trainable (needs ``method="bptt"``).
 
     Attributes:
         last_record: the :class:`SpikeRecord` of the most recent forward call.
@@ -128,6 +136,11 @@ class LIF(_SpikingLayer):
         weight_std: float = 1.0,
         recurrent_std: float = 0.5,
         min_vdot: float = DEFAULT_MIN_VDOT,
+        method: str = "eventprop",
+        surrogate: str = DEFAULT_SURROGATE,
+        surrogate_slope: float = DEFAULT_SLOPE,
+        tau_spread: float = 0.0,
+        train_tau: bool = False,
     ) -> None:
         params = LIFParams(tau_mem=tau_mem, tau_syn=tau_syn, threshold=threshold, spiking=True)
         super().__init__(
@@ -141,9 +154,12 @@ class LIF(_SpikingLayer):
                 self.recurrent_weight.normal_(0.0, recurrent_std / math.sqrt(out_features))
         else:
             self.register_parameter("recurrent_weight", None)
+        configure_method(self, method, surrogate, surrogate_slope, tau_spread, train_tau)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         upstream = _check_input(x, self.in_features, "LIF")
+        if self.method == "bptt":
+            return lif_bptt(self, x)
         if uses_device_path(x, self.backend):
             return lif_device(self, x)
         call = self._call(x, upstream, self.dense_output)
@@ -187,14 +203,20 @@ class LI(_SpikingLayer):
         backend: str = "auto",
         weight_mean: float = 0.0,
         weight_std: float = 1.0,
+        method: str = "eventprop",
+        tau_spread: float = 0.0,
+        train_tau: bool = False,
     ) -> None:
         params = LIFParams(tau_mem=tau_mem, tau_syn=tau_syn, spiking=False)
         super().__init__(
             in_features, out_features, params, dt, backend, weight_mean, weight_std
         )
+        configure_method(self, method, DEFAULT_SURROGATE, DEFAULT_SLOPE, tau_spread, train_tau)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         upstream = _check_input(x, self.in_features, "LI")
+        if self.method == "bptt":
+            return li_bptt(self, x)
         if uses_device_path(x, self.backend):
             return li_device(self, x)
         return run_li(x, self.weight, self._call(x, upstream, True))

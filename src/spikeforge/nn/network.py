@@ -11,6 +11,9 @@ from torch import nn
 
 from spikeforge.engine import Events
 from spikeforge.model.network import NetworkSpec
+from spikeforge.model.neurons import ALIFParams
+from spikeforge.nn.alif import ALIF
+from spikeforge.nn.bptt import DEFAULT_SLOPE, DEFAULT_SURROGATE
 from spikeforge.nn.layers import LI, LIF
 from spikeforge.nn.records import SpikeRecord, event_input
 
@@ -21,9 +24,14 @@ class SpikingNetwork(nn.Module):
     ``forward`` takes a dense input ``[B, T, n_inputs]`` or an :class:`Events` batch and
     returns the readout: membrane voltages ``[B, T, n_out]`` for an LI readout, or the
     output spikes (dense) for a spiking output layer.
+
+    ``method`` (``"eventprop"`` or ``"bptt"``) and the BPTT surrogate apply to every
+    layer; layers whose spec holds :class:`ALIFParams` become :class:`ALIF` layers.
     """
 
-    def __init__(self, spec: NetworkSpec, backend: str = "auto") -> None:
+    def __init__(self, spec: NetworkSpec, backend: str = "auto", method: str = "eventprop",
+                 surrogate: str = DEFAULT_SURROGATE,
+                 surrogate_slope: float = DEFAULT_SLOPE) -> None:
         super().__init__()
         spec.validate()
         self.spec = spec
@@ -32,13 +40,18 @@ class SpikingNetwork(nn.Module):
         for index, layer in enumerate(spec.layers):
             p = layer.neuron
             is_last = index == len(spec.layers) - 1
+            common = dict(method=method, tau_spread=layer.tau_spread, train_tau=layer.train_tau)
             if p.spiking:
+                kind, extra = LIF, {}
+                if isinstance(p, ALIFParams):
+                    kind, extra = ALIF, dict(tau_adapt=p.tau_adapt, beta=p.beta)
                 layers.append(
-                    LIF(
+                    kind(
                         n_in, layer.size, recurrent=layer.recurrent, tau_mem=p.tau_mem,
                         tau_syn=p.tau_syn, threshold=p.threshold, dt=spec.dt,
                         dense_output=is_last, backend=backend, weight_mean=layer.weight_mean,
                         weight_std=layer.weight_std, recurrent_std=layer.recurrent_std,
+                        surrogate=surrogate, surrogate_slope=surrogate_slope, **common, **extra,
                     )  # fmt: skip
                 )
             else:
@@ -46,7 +59,7 @@ class SpikingNetwork(nn.Module):
                     LI(
                         n_in, layer.size, tau_mem=p.tau_mem, tau_syn=p.tau_syn, dt=spec.dt,
                         backend=backend, weight_mean=layer.weight_mean,
-                        weight_std=layer.weight_std,
+                        weight_std=layer.weight_std, **common,
                     )  # fmt: skip
                 )
             n_in = layer.size

@@ -13,6 +13,7 @@ from rich.progress import Progress
 from spikeforge.data import DatasetSplits, SpikeDataset, iterate_batches
 from spikeforge.data.augment import Augmenter
 from spikeforge.nn import SpikingNetwork
+from spikeforge.nn.bptt import dense_spike_count_penalty
 from spikeforge.train.losses import (
     first_spike_loss,
     first_spike_times,
@@ -32,7 +33,10 @@ def build_network(config: RunConfig, splits: DatasetSplits) -> SpikingNetwork:
         spiking_output=config.train.loss == "first_spike",
     )  # fmt: skip
     torch.manual_seed(config.seed)
-    return SpikingNetwork(spec)
+    cfg = config.train
+    method = "bptt" if cfg.method == "bptt" else "eventprop"
+    return SpikingNetwork(spec, method=method, surrogate=cfg.surrogate,
+                          surrogate_slope=cfg.surrogate_slope)
 
 
 def _lr_factor(schedule: str, epoch: int, epochs: int) -> float:
@@ -87,6 +91,10 @@ class Trainer:
         total = torch.zeros(())
         if cfg.reg_strength > 0:
             for hidden in self.network.hidden_outputs:
+                if cfg.method == "bptt":
+                    total = total + dense_spike_count_penalty(
+                        hidden, cfg.reg_target_hz, cfg.reg_strength, self.config.data.dt)
+                    continue
                 total = total + spike_count_penalty(hidden, cfg.reg_target_hz, cfg.reg_strength)
         return total
 

@@ -1,0 +1,78 @@
+"""Per-neuron (heterogeneous) and trainable membrane / synaptic time constants.
+
+A layer with ``tau_spread > 0`` draws every neuron's tau_mem and tau_syn at
+initialisation from U[tau (1 - spread), tau (1 + spread)] (ms; torch's RNG, so
+``torch.manual_seed`` makes it reproducible). With ``train_tau=True`` they become
+trainable parameters. Both are stored as log(tau) vectors ``log_tau_mem``,
+``log_tau_syn`` [N] (a buffer when fixed, a parameter when trained: tau stays positive
+whatever the optimiser does). Layers with one shared tau store nothing extra, so their
+state dicts are unchanged.
+
+Trainable taus need BPTT (autograd through the exact decay factors). EventProp
+handles heterogeneous fixed taus: its kernels already take per-neuron decay arrays.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from spikeforge.engine import NeuronArrays
+from spikeforge.model.neurons import LIFParams, check_tau_spread
+
+TAU_NAMES = ("log_tau_mem", "log_tau_syn")
+
+
+def setup_time_constants(module: nn.Module, params: LIFParams, size: int, spread: float,
+                         trainable: bool, dt: float, where: str) -> None:
+    """Give ``module`` per-neuron log-tau vectors when heterogeneous or trainable."""
+    check_tau_spread(params, spread, dt, where)
+    module.tau_spread, module.train_tau = float(spread), bool(trainable)
+    if spread == 0 and not trainable:
+        return
+    dtype = torch.get_default_dtype()
+    for name, tau in zip(TAU_NAMES, (params.tau_mem, params.tau_syn), strict=True):
+        factors = 1.0 + spread * (2.0 * torch.rand(size, dtype=torch.float64) - 1.0)
+        values = torch.log(tau * factors).to(dtype)
+        if trainable:
+            module.register_parameter(name, nn.Parameter(values))
+        else:
+            module.register_buffer(name, values)
+
+
+def has_per_neuron_taus(module: nn.Module) -> bool:
+    return getattr(module, "log_tau_mem", None) is not None
+
+
+def tau_vectors(module: nn.Module, params: LIFParams, size: int,
+                device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """(tau_mem, tau_syn) as [N] tensors in ms (differentiable when trainable)."""
+    if has_per_neuron_taus(module):
+        return module.log_tau_mem.double().exp(), module.log_tau_syn.double().exp()
+    def full(value: float) -> torch.Tensor:
+        return torch.full((size,), float(value), dtype=torch.float64, device=device)
+
+    return full(params.tau_mem), full(params.tau_syn)
+
+
+def neuron_arrays(module: nn.Module, params: LIFParams, size: int, dt: float,
+                  dtype: np.dtype) -> NeuronArrays:
+    """Per-neuron engine parameters for the EventProp kernels (homogeneous or not)."""
+    if not has_per_neuron_taus(module):
+        return NeuronArrays.from_params(params, size, dt, dtype)
+    tau_mem = module.log_tau_mem.detach().cpu().double().exp().numpy()
+    tau_syn = module.log_tau_syn.detach().cpu().double().exp().numpy()
+    alpha_mem, alpha_syn = np.exp(-dt / tau_mem), np.exp(-dt / tau_syn)
+    diff = tau_syn - tau_mem
+    equal = np.abs(diff) < 1e-9 * tau_mem
+    syn_gain = np.where(equal, dt / tau_mem * alpha_mem,
+                        tau_syn / np.where(equal, 1.0, diff) * (alpha_syn - alpha_mem))
+    def cast(values: np.ndarray) -> np.ndarray:
+        return np.ascontiguousarray(values, dtype=dtype)
+
+    threshold = np.full(size, params.threshold if params.spiking else np.inf, dtype=dtype)
+    return NeuronArrays(
+        alpha_mem=cast(alpha_mem), alpha_syn=cast(alpha_syn), syn_gain=cast(syn_gain),
+        threshold=threshold, tau_mem=cast(tau_mem), tau_syn=cast(tau_syn),
+    )  # fmt: skip

@@ -134,13 +134,14 @@ def download(
     url = f"{base_url.rstrip('/')}/{remote}"
     if not url.startswith(("https://", "http://", "file:")):
         raise SpikeforgeError(f"unsupported download URL {url}")
+    created = not folder.exists()
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / name
     fd, tmp_name = tempfile.mkstemp(dir=folder, prefix=f".{remote}.", suffix=".part")
     os.close(fd)
     fetched = Path(tmp_name)
     try:
-        log.warning("downloading %s to %s", url, target)
+        log.info("downloading %s to %s", url, target)
         try:
             with _urlopen(url) as response, open(fetched, "wb") as out:
                 shutil.copyfileobj(response, out, 1 << 20)
@@ -157,8 +158,12 @@ def download(
                     raise SpikeforgeError(f"{url} is not a valid gzip file ({exc})") from exc
             else:
                 shutil.copyfile(fetched, tmp)
-    finally:
+    except BaseException:
         fetched.unlink(missing_ok=True)
+        if created and not any(folder.iterdir()):
+            folder.rmdir()  # leave no empty folder behind
+        raise
+    fetched.unlink(missing_ok=True)
     _record(folder, name, file_digest(target))
     return target
 

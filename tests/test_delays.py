@@ -207,3 +207,64 @@ def test_bptt_forward_matches_eventprop_forward():
     spikes_bptt = layer(snn.event_input(events, torch.float64))
     assert spikes_ep.sum() > 20
     torch.testing.assert_close(spikes_bptt.detach(), spikes_ep)
+
+
+# -- config, save/load, plots -------------------------------------------------------------
+
+from spikeforge.data import load_dataset  # noqa: E402
+from spikeforge.errors import SpikeforgeError  # noqa: E402
+from spikeforge.experiments.config import load_config  # noqa: E402
+from spikeforge.experiments.delay_plots import plot_delay_histograms  # noqa: E402
+from spikeforge.train.trainer import build_network  # noqa: E402
+
+
+def _delay_config(**overrides):
+    return load_config(None, {"data.name": "delay_order", "model.hidden": [6],
+                              "model.recurrent": True, "model.delays.max_ms": 30.0,
+                              **overrides})
+
+
+def test_config_builds_delayed_network_saves_loads_and_plots(tmp_path):
+    config = _delay_config()
+    splits = load_dataset("delay_order", 1.0)
+    net = build_network(config, splits)
+    hidden = net.layers[0]
+    assert isinstance(hidden, DelayedLIF) and hidden.recurrent_delay is not None
+    assert 0 <= float(hidden.delay.detach().min()) <= float(hidden.delay.detach().max()) <= 30
+    state = net.state_dict()
+    assert {"layers.0.delay", "layers.0.recurrent_delay"} <= set(state)
+    clone = build_network(_delay_config(seed=1), splits)
+    assert not torch.equal(clone.layers[0].delay, hidden.delay)
+    clone.load_state_dict(state)
+    torch.testing.assert_close(clone.layers[0].delay, hidden.delay)
+    events, _ = splits.test.collate([splits.test[i] for i in range(4)])
+    torch.testing.assert_close(clone(events), net(events))
+    assert plot_delay_histograms(net, tmp_path / "delays.png")
+    assert (tmp_path / "delays.png").stat().st_size > 1000
+    assert not plot_delay_histograms(torch.nn.Sequential(), tmp_path / "none.png")
+    assert not (tmp_path / "none.png").exists()
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"model.delays.max_ms": 500.0}, "do not fit in the simulated window of 240 ms"),
+    ({"model.delays.init": 45.0}, "outside"),
+    ({"model.delays.mode": "cubic"}, "model.delays.mode"),
+])
+def test_bad_delay_settings_fail_before_training(overrides, message):
+    with pytest.raises(SpikeforgeError, match=message):
+        config = _delay_config(**overrides)
+        build_network(config, load_dataset("delay_order", 1.0))
+
+
+def test_delays_after_pooling_are_refused_at_build_time():
+    config = load_config(None, {"model.input_shape": [1, 8, 8], "model.hidden": [4],
+                                "model.conv": [{"channels": 2, "kernel": 3, "pool": 2}],
+                                "model.delays.max_ms": 5.0})
+    with pytest.raises(SpikeforgeError, match="delays work on dense"):
+        build_network(config, load_dataset("digits", 1.0))
+
+
+def test_delays_beyond_the_window_fail_in_the_layer_too():
+    layer = DelayedLIF(2, 3, max_delay=50.0)
+    with pytest.raises(SpikeforgeError, match="not shorter than the simulated window"):
+        layer(torch.zeros(1, 40, 2))

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from spikeforge.data import digits, mnist, shd, yinyang
+from spikeforge.data import delay_task, digits, mnist, shd, yinyang
 from spikeforge.data.base import DatasetSplits
 from spikeforge.data.delays import DelayLines
 from spikeforge.errors import SpikeforgeError
@@ -17,6 +17,7 @@ DATASETS: dict[str, Callable[..., DatasetSplits]] = {
     "shd": shd.load,
     "ssc": shd.load_ssc,
     "mnist": mnist.load,
+    "delay_order": delay_task.load,
 }
 FILE_DATASETS = ("shd", "ssc", "mnist")
 """Datasets read from files (``data_dir``, or downloaded into the cache folder)."""

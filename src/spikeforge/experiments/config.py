@@ -10,6 +10,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from spikeforge.errors import SpikeforgeError
 from spikeforge.experiments.stdp_config import StdpConfig
+from spikeforge.experiments.structure_config import (
+    ConvLayerConfig,
+    DelayConfig,
+    add_structure,
+    input_units,
+)
 from spikeforge.model import ALIFParams, LayerSpec, LIFParams, NetworkSpec
 
 
@@ -79,6 +85,11 @@ class ModelConfig(_Strict):
     tau_spread: float = Field(
         0.0, description="hidden per-neuron tau_mem/tau_syn ~ U[tau(1-s), tau(1+s)]")
     train_tau: bool = Field(False, description="train hidden taus (train.method=bptt)")
+    input_shape: list[int] | None = Field(
+        None, description="[channels, height, width] of image inputs (for model.conv)")
+    conv: list[ConvLayerConfig] = Field(
+        default_factory=list, description="conv LIF layers before the dense hidden layers")
+    delays: DelayConfig | None = Field(None, description="learnable synaptic delays")
 
     def network_spec(self, n_inputs: int, n_classes: int, dt: float, spiking_output: bool):
         """The :class:`NetworkSpec` this config describes."""
@@ -103,6 +114,7 @@ class ModelConfig(_Strict):
         )
         layers.append(LayerSpec(size=n_classes, neuron=readout,
                                 weight_std=self.readout_weight_std))
+        layers = add_structure(self, layers, n_inputs, neuron)
         return NetworkSpec(n_inputs=n_inputs, layers=tuple(layers), dt=dt)
 
 
@@ -211,7 +223,8 @@ def load_config(path: Path | None, overrides: dict[str, Any] | None = None) -> R
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
         raise SpikeforgeError(f"invalid config value {where}: {first['msg']}") from exc
-    spec = config.model.network_spec(1, 2, config.data.dt, config.train.loss == "first_spike")
+    spec = config.model.network_spec(input_units(config.model, 1), 2, config.data.dt,
+                                     config.train.loss == "first_spike")
     spec.validate()
     check_method_options(config)
     return config

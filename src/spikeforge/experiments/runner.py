@@ -19,6 +19,7 @@ from spikeforge.data.registry import load_data
 from spikeforge.errors import SpikeforgeError
 from spikeforge.experiments import run_folder as rf
 from spikeforge.experiments.config import RunConfig, load_config
+from spikeforge.experiments.delay_plots import plot_delay_histograms
 from spikeforge.experiments.plots import plot_learning_curves, plot_raster
 from spikeforge.experiments.speaker_report import report_evaluation
 from spikeforge.train.checkpoint import load_checkpoint, save_checkpoint
@@ -95,6 +96,7 @@ def finish_run(config, trainer: Trainer, out: Path, metrics, elapsed: float) -> 
                                      "epoch": config.train.epochs})
     plot_learning_curves(metrics, out / "learning_curves.png")
     plot_raster(trainer.network, trainer.splits.test, out / "raster.png")
+    plot_delay_histograms(trainer.network, out / "delays.png")  # only if it has delays
     per_speaker = report_evaluation(test, trainer.splits.test, out)
     results = {
         "test_accuracy": test.accuracy,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from spikeforge.errors import SpikeforgeError
+from spikeforge.model.connectivity import ConvSpec, DelaySpec, check_structure
 from spikeforge.model.neurons import LIFParams, check_tau_spread
 
 
@@ -21,6 +22,8 @@ class LayerSpec:
         recurrent_std: initial recurrent weights ~ N(0, recurrent_std / sqrt(size)).
         tau_spread: per-neuron tau_mem, tau_syn ~ U[tau (1 - spread), tau (1 + spread)].
         train_tau: whether the per-neuron time constants are trained (BPTT only).
+        conv: makes the incoming connections a 2-D convolution (size = conv output units).
+        delays: learnable per-synapse delays of the incoming (and recurrent) synapses.
     """
 
     size: int
@@ -31,6 +34,8 @@ class LayerSpec:
     recurrent_std: float = 0.5
     tau_spread: float = 0.0
     train_tau: bool = False
+    conv: ConvSpec | None = None
+    delays: DelaySpec | None = None
 
 
 @dataclass(frozen=True)
@@ -67,3 +72,10 @@ class NetworkSpec:
                 )
             if layer.recurrent and not layer.neuron.spiking:
                 raise SpikeforgeError(f"{where}: an LI readout cannot be recurrent")
+        check_structure(self.n_inputs, self.layers, self.dt)
+
+    def check_window(self, duration_ms: float) -> None:
+        """Raise :class:`SpikeforgeError` if a delay does not fit in ``duration_ms``."""
+        for index, layer in enumerate(self.layers):
+            if layer.delays is not None:
+                layer.delays.check_window(f"layer {index}", duration_ms)

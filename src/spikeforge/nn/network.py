@@ -14,8 +14,10 @@ from spikeforge.model.network import NetworkSpec
 from spikeforge.model.neurons import ALIFParams
 from spikeforge.nn.alif import ALIF
 from spikeforge.nn.bptt import DEFAULT_SLOPE, DEFAULT_SURROGATE
+from spikeforge.nn.delays import DelayedLIF
 from spikeforge.nn.layers import LI, LIF
 from spikeforge.nn.records import SpikeRecord, event_input
+from spikeforge.nn.structured import structure_layer
 
 
 class SpikingNetwork(nn.Module):
@@ -62,6 +64,9 @@ class SpikingNetwork(nn.Module):
                         weight_std=layer.weight_std, **common,
                     )  # fmt: skip
                 )
+            previous = spec.layers[index - 1] if index else None
+            layers[-1] = structure_layer(layers[-1], layer, previous, spec.dt, method, backend,
+                                         surrogate_slope)  # conv / pooling / delays
             n_in = layer.size
         self.layers = nn.ModuleList(layers)
         self.hidden_outputs: list[torch.Tensor] = []
@@ -86,4 +91,5 @@ class SpikingNetwork(nn.Module):
 
     def spike_records(self) -> list[SpikeRecord]:
         """Records of every spiking layer from the last forward pass (hidden first)."""
-        return [layer.last_record for layer in self.layers if isinstance(layer, LIF)]
+        return [layer.last_record for layer in self.layers
+                if isinstance(layer, LIF | DelayedLIF)]

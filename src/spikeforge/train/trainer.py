@@ -32,6 +32,7 @@ def build_network(config: RunConfig, splits: DatasetSplits) -> SpikingNetwork:
         splits.train.n_inputs, splits.train.n_classes, config.data.dt,
         spiking_output=config.train.loss == "first_spike",
     )  # fmt: skip
+    spec.check_window(splits.train.n_steps * config.data.dt)
     torch.manual_seed(config.seed)
     cfg = config.train
     method = "bptt" if cfg.method == "bptt" else "eventprop"

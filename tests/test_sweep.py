@@ -21,7 +21,12 @@ from services import artifacts, postgres_url, slurm_cluster  # noqa: E402, F401
 from spikeforge.errors import SpikeforgeError  # noqa: E402
 from spikeforge.experiments.executors import LocalExecutor  # noqa: E402
 from spikeforge.experiments.space import parse_space  # noqa: E402
-from spikeforge.experiments.sweep import load_sweep, run_sweep, trial_table  # noqa: E402
+from spikeforge.experiments.sweep import (  # noqa: E402
+    load_sweep,
+    open_storage,
+    run_sweep,
+    trial_table,
+)
 from sweep_tasks import (  # noqa: E402
     always_failing,
     crashing_objective,
@@ -172,6 +177,7 @@ if __name__ == "__main__":
 """
 
 
+@pytest.mark.slow
 def test_coordinator_kill9_loses_no_completed_trial(tmp_path):
     space, out = _space_file(tmp_path), tmp_path / "sweep"
     script = tmp_path / "coordinator.py"
@@ -310,7 +316,7 @@ def test_sweep_on_postgresql(tmp_path, postgres_url):  # noqa: F811
                        "--storage", postgres_url)
     summary = json.loads(run_cli(*args).stdout.splitlines()[-1])
     assert summary["n_complete"] == 2
-    study = optuna.load_study(study_name="spikeforge-sweep", storage=postgres_url)
+    study = optuna.load_study(study_name="spikeforge-sweep", storage=open_storage(postgres_url))
     assert len(study.trials) == 2 and all(t.value is not None for t in study.trials)
     again = json.loads(run_cli(*args).stdout.splitlines()[-1])
     assert again["n_trials"] == 2  # resumed from PostgreSQL, nothing duplicated

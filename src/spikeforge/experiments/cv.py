@@ -42,7 +42,7 @@ from spikeforge.data import DatasetSplits, SpikeDataset
 from spikeforge.data.registry import load_data
 from spikeforge.errors import SpikeforgeError
 from spikeforge.experiments.config import RunConfig, dump_config, load_config
-from spikeforge.experiments.executors import Executor, make_executor
+from spikeforge.experiments.executors import Executor, limit_threads, make_executor
 
 CV_FILE, BASE_CONFIG, RESULTS, ERRORS, FOLD_FILE = (
     "cv.json", "base_config.yaml", "cv_results.json", "errors.json", "fold.json")
@@ -103,7 +103,8 @@ def make_folds(train: SpikeDataset, scheme: str, seed: int) -> list[Fold]:
                 for i, held in enumerate(parts)]
     from sklearn.model_selection import StratifiedKFold
 
-    smallest = int(np.bincount(train.labels).min(initial=0)) if len(train) else 0
+    counts = np.bincount(train.labels) if len(train) else np.zeros(1, dtype=np.int64)
+    smallest = int(counts[counts > 0].min()) if counts.any() else 0
     if k > smallest:
         raise SpikeforgeError(f"--folds {k}: the smallest class has only {smallest} training "
                               f"samples; use K <= {smallest}")
@@ -121,12 +122,9 @@ def fold_splits(splits: DatasetSplits, held_out: np.ndarray) -> DatasetSplits:
 
 # -- jobs run by workers --------------------------------------------------------------
 def _train_with_log(payload: dict[str, Any], splits: DatasetSplits) -> dict[str, Any]:
-    import torch
-
     from spikeforge.experiments.runner import train_run
 
-    if payload.get("threads"):
-        torch.set_num_threads(int(payload["threads"]))
+    limit_threads(payload.get("threads"))
     log_path = Path(payload["log"])
     log_path.parent.mkdir(parents=True, exist_ok=True)
     config = RunConfig.model_validate(payload["config"])
@@ -261,7 +259,7 @@ def run_cv(
     pool = make_executor(executor, workers, out, dask_address, cluster_file)
     try:
         _prepare_folder(out, record, base)
-        threads = max(1, (os.cpu_count() or 1) // pool.slots)
+        threads = pool.threads
         config = base.model_dump(mode="json")
         done: dict[str, dict[str, Any]] = {}
         jobs: dict[str, tuple[Callable, dict[str, Any]]] = {}

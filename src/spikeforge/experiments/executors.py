@@ -40,9 +40,21 @@ class Job(Protocol):
 class Executor(Protocol):
     name: str
     slots: int
+    threads: int | None  # CPU threads per job (None: leave the worker's default)
 
     def submit(self, fn: Task, payload: dict[str, Any]) -> Job: ...
     def close(self) -> None: ...
+
+
+def limit_threads(threads: int | None) -> None:
+    """Inside a worker: use ``threads`` CPU threads for torch and Numba (None: leave)."""
+    if not threads:
+        return
+    import numba
+    import torch
+
+    torch.set_num_threads(int(threads))
+    numba.set_num_threads(max(1, min(int(threads), numba.config.NUMBA_NUM_THREADS)))
 
 
 def _error_text(exc: BaseException) -> str:
@@ -126,6 +138,7 @@ class LocalExecutor:
 
     def __init__(self, workers: int):
         self.slots = workers
+        self.threads = max(1, (os.cpu_count() or 1) // workers)
         self._ctx = mp.get_context("spawn")
 
     def submit(self, fn: Task, payload: dict[str, Any]) -> _ProcessJob:
@@ -180,6 +193,7 @@ class DaskExecutor:
         dask, distributed = _dask()
         dask.config.set({"distributed.scheduler.allowed-failures": 0})
         self.slots = workers
+        self.threads = None if address else max(1, (os.cpu_count() or 1) // workers)
         self._own_cluster = None
         try:
             if cluster is not None:
@@ -277,7 +291,7 @@ def make_slurm_cluster(resources: SlurmResources, workers: int, log_dir: Path):
         cores=resources.cpus_per_trial * per_job, processes=per_job,
         memory=f"{max(1, int(memory / 1e6))}MB", job_extra_directives=directives,
         log_directory=str(log_dir), python=sys.executable,
-        worker_extra_args=["--nthreads", "1"] if per_job == 1 else [],
+        worker_extra_args=["--nthreads", "1"],  # one trial at a time per worker process
         scheduler_options={"dashboard_address": None},
     )  # fmt: skip
     try:
@@ -316,10 +330,11 @@ def make_executor(kind: str, workers: int, folder: Path, address: str | None = N
     if kind == "dask":
         return DaskExecutor(workers, address=address)
     if kind == "slurm":
-        cluster = make_slurm_cluster(load_slurm_resources(cluster_file), workers,
-                                     folder / "slurm-logs")
+        resources = load_slurm_resources(cluster_file)
+        cluster = make_slurm_cluster(resources, workers, folder / "slurm-logs")
         executor = DaskExecutor(workers, cluster=cluster)
         executor.name = "slurm"
+        executor.threads = resources.cpus_per_trial
         executor._own_cluster = cluster
         return executor
     raise SpikeforgeError(f"unknown executor {kind!r}; choose local, dask or slurm")

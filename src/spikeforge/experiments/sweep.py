@@ -20,6 +20,7 @@ it is marked FAIL with its last error.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -41,10 +42,10 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from spikeforge.atomic import write_text_atomic
+from spikeforge.atomic import atomic_path, write_text_atomic
 from spikeforge.errors import SpikeforgeError
 from spikeforge.experiments.config import RunConfig, dump_config, load_config
-from spikeforge.experiments.executors import Task, make_executor
+from spikeforge.experiments.executors import Task, limit_threads, make_executor
 from spikeforge.experiments.space import SearchSpace, _optuna, load_space, parse_space
 
 SWEEP_FILE, BASE_CONFIG, SUMMARY = "sweep.json", "base_config.yaml", "summary.json"
@@ -129,12 +130,9 @@ def run_trial(payload: dict[str, Any]) -> dict[str, Any]:
     the pruner says so. Returns ``{"state": "complete"|"pruned", ...results}``.
     """
     optuna = _optuna()
-    import torch
-
     from spikeforge.experiments.runner import train_run
 
-    if payload.get("threads"):
-        torch.set_num_threads(int(payload["threads"]))
+    limit_threads(payload.get("threads"))
     config = RunConfig.model_validate(payload["config"])
     log_path = Path(payload["log"])
     log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -189,25 +187,35 @@ def _trial_dir(out: Path, number: int) -> Path:
 
 
 def _prepare_folder(out: Path, plan: SweepPlan, base: RunConfig) -> None:
-    """Create the sweep folder, or check that it holds this same sweep (resume)."""
+    """Create the sweep folder, or check that it holds this same sweep (resume).
+
+    Safe when several coordinators start at once on a shared folder (SLURM array jobs):
+    ``sweep.json`` is created exclusively (hard link), so exactly one definition wins and
+    every other coordinator compares itself against it.
+    """
     path = out / SWEEP_FILE
     record = {**plan.identity(), "storage": redact(plan.storage)}
-    if path.is_file():
-        existing = json.loads(path.read_text())
-        same = {k: existing.get(k) for k in plan.identity()} == json.loads(
-            json.dumps(plan.identity()))
-        if not same:
-            raise SpikeforgeError(
-                f"{out} holds a different sweep (config, space, sampler, pruner or seed "
-                "differ); use a new --out to start a new sweep"
-            )
-        return
-    if out.exists() and {p.name for p in out.iterdir()} - {"slurm-logs"}:
-        raise SpikeforgeError(f"output folder {out} exists but is not a sweep; choose another "
-                              "--out")
-    out.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(out / BASE_CONFIG, dump_config(base))
-    write_text_atomic(path, json.dumps(record, indent=2) + "\n")
+    if not path.is_file():
+        known = {"slurm-logs", BASE_CONFIG, "study.db"}
+        if out.exists() and {p.name for p in out.iterdir()} - known:
+            raise SpikeforgeError(f"output folder {out} exists but is not a sweep; choose "
+                                  "another --out")
+        out.mkdir(parents=True, exist_ok=True)
+        with atomic_path(out / f".{SWEEP_FILE}.new") as tmp:
+            tmp.write_text(json.dumps(record, indent=2) + "\n")
+            with contextlib.suppress(FileExistsError):
+                os.link(tmp, path)
+        (out / f".{SWEEP_FILE}.new").unlink(missing_ok=True)
+    existing = json.loads(path.read_text())
+    same = {k: existing.get(k) for k in plan.identity()} == json.loads(
+        json.dumps(plan.identity()))
+    if not same:
+        raise SpikeforgeError(
+            f"{out} holds a different sweep (config, space, sampler, pruner or seed "
+            "differ); use a new --out to start a new sweep"
+        )
+    if not (out / BASE_CONFIG).is_file():
+        write_text_atomic(out / BASE_CONFIG, dump_config(base))
 
 
 class _Owner:
@@ -309,7 +317,7 @@ def _coordinate(study, space: SearchSpace, plan: SweepPlan, out: Path, target: i
     TrialState = optuna.trial.TrialState
     owner = _Owner(study)
     owner.beat(force=True)
-    threads = max(1, (os.cpu_count() or 1) // pool.slots)
+    threads = pool.threads
     orphans = [t for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
                if owner.is_orphan(t)]
     if orphans:

@@ -52,14 +52,14 @@ def mlp_case():
 
 def test_rate_code_reproduces_activations(mlp_case):
     """Rates x lambda_l match the ANN's ReLU activations; output potential / T matches the
-    logits / lambda_{L-1}. Tolerance: 2 % of lambda_l at T = 2000 (reset by subtraction
+    logits / lambda_{L-1}. Tolerance: 2 % of lambda_l at T = 1000 (reset by subtraction
     leaves a bounded residual potential, so the error shrinks as 1/T)."""
     model, x, net, acts = mlp_case
-    sim = simulate_rate(net, x, 2000)
+    sim = simulate_rate(net, x, 1000)
     for rate, act, scale in zip(sim.rates, acts[:-1], net.scales, strict=False):
         assert torch.allclose(rate * scale, act, atol=0.02 * scale)
     logits = acts[-1]
-    assert torch.allclose(sim.output / 2000 * net.stages[-1].scale, logits,
+    assert torch.allclose(sim.output / 1000 * net.stages[-1].scale, logits,
                           atol=0.02 * net.stages[-1].scale)
     assert (sim.predictions[-1] == logits.argmax(1)).float().mean() >= 0.95
     short = simulate_rate(net, x, 10)  # and the error really depends on T
@@ -232,3 +232,16 @@ def test_cli_train_ann_and_convert(tmp_path):
         assert proc.returncode == 2 and msg in proc.stderr
         assert len(proc.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "bad").exists()
+
+
+def test_steps_to_match_requires_staying_within_tolerance():
+    from spikeforge.convert.evaluate import latency_grid, steps_to_match
+
+    rows = [{"steps": s, "accuracy": a} for s, a in
+            [(1, 0.5), (2, 0.95), (4, 0.90), (8, 0.955), (16, 0.96)]]
+    assert steps_to_match(rows, 0.96) == 8  # 2 steps touch the target but 4 drop out
+    assert steps_to_match(rows, 0.99) is None
+    assert latency_grid("fs", 12, 3) == [1, 2, 3, 4]
+    assert latency_grid("ttfs", 40, 2) == [1, 2, 4, 8, 16, 20]
+    with pytest.raises(SpikeforgeError, match="too short"):
+        latency_grid("fs", 2, 3)

@@ -116,6 +116,29 @@ def test_config_method_and_section():
         load_config(None, {"stdp.bogus": 1})
 
 
+def test_stdp_runner_in_process_small(tmp_path):
+    """train_run dispatches train.method=stdp to the STDP runner: run folder, resume."""
+    from spikeforge.data.base import DatasetSplits
+    from spikeforge.data.digits import load
+    from spikeforge.experiments.runner import train_run
+
+    full = load()
+    splits = DatasetSplits("digits", full.train.subset(np.arange(150)),
+                           full.val.subset(np.arange(60)), full.test.subset(np.arange(60)))
+    cfg = load_config(None, {"train.method": "stdp", "stdp.n_neurons": 20, "train.epochs": 2})
+    res = train_run(cfg, tmp_path / "run", splits=splits)
+    assert res["method"] == "stdp" and res["epochs"] == 2
+    assert res["test_accuracy"] > 0.2 and res["latency_steps"] == 40
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").open()]
+    assert [r["epoch"] for r in rows] == [1, 2]
+    for name in ("checkpoint.pt", "model.pt", "results.json", "receptive_fields.png",
+                 "weight_distribution.png"):
+        assert (tmp_path / "run" / name).is_file(), name
+    assert train_run(cfg, tmp_path / "run", splits=splits) == json.loads(
+        (tmp_path / "run" / "results.json").read_text())  # complete run: returned as is
+
+
+@pytest.mark.slow
 def test_stdp_run_folder_end_to_end(tmp_path):
     out = tmp_path / "run"
     args = ["train", "--data", "digits", "--epochs", "1", "--out", str(out), "--json",

@@ -132,14 +132,12 @@ class TrainConfig(_Strict):
     silent_penalty: float = Field(
         1.0, ge=0, description="first_spike loss: drive for silent correct-class outputs")
     threads: int = Field(0, ge=0, description="CPU threads (0: all cores)")
-    method: Literal["eventprop", "bptt"] = Field(
-        "eventprop", description="gradients: exact EventProp or surrogate-gradient BPTT")
+    method: Literal["eventprop", "bptt", "stdp"] = Field(
+        "eventprop", description="gradients: exact EventProp or surrogate-gradient BPTT; "
+        "stdp: unsupervised STDP (stdp section)")
     surrogate: Literal["fast_sigmoid", "arctan"] = Field(
         "fast_sigmoid", description="bptt: surrogate derivative of the spike")
     surrogate_slope: float = Field(10.0, gt=0, description="bptt: surrogate steepness")
-    method: Literal["eventprop", "stdp"] = Field(
-        "eventprop", description="eventprop: exact gradients; stdp: unsupervised STDP "
-        "(stdp section)")
 
 
 class RunConfig(_Strict):

@@ -47,7 +47,8 @@ def train(
         help="Folder with the dataset files (shd, ssc, mnist).")] = None,
     epochs: Annotated[int | None, typer.Option(help="Number of epochs.")] = None,
     method: Annotated[str | None, typer.Option(
-        help="Training method: eventprop (exact gradients) or bptt (surrogate).")] = None,
+        help="Training method: eventprop (exact gradients), bptt (surrogate) or stdp "
+             "(unsupervised).")] = None,
     seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
     out: Annotated[Path | None, typer.Option(help="Run folder (default runs/<data>).")] = None,
     set_: Annotated[list[str] | None, typer.Option("--set", help="Override: section.key=value")

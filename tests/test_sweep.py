@@ -347,3 +347,42 @@ def test_sweep_on_slurm(tmp_path, slurm_cluster):  # noqa: F811
     summary = json.loads(run_cli(*args).stdout.splitlines()[-1])
     assert summary["n_complete"] == 2
     assert list((out / "slurm-logs").iterdir()), "no SLURM job ran"
+
+
+def test_run_trial_reports_each_epoch_and_prunes_bad_trials(tmp_path, monkeypatch):
+    from spikeforge.experiments import runner
+    from spikeforge.experiments.config import RunConfig
+    from spikeforge.experiments.sweep import STUDY_NAME, _pruner, run_trial
+
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    study = optuna.create_study(storage=url, study_name=STUDY_NAME, direction="maximize",
+                                pruner=_pruner("median"))
+    for value in (0.80, 0.85, 0.90, 0.95):  # the pruner's 4 start-up trials
+        done = study.ask()
+        for epoch in (1, 2, 3):
+            done.report(value, epoch)
+        study.tell(done, value)
+    curves = {}
+
+    def fake_train_run(config, out, console=None, on_epoch=None, splits=None):
+        for epoch, accuracy in enumerate(curves["now"], start=1):
+            on_epoch({"epoch": epoch, "val_accuracy": accuracy})
+        return {"val_accuracy": curves["now"][-1], "test_accuracy": 0.5}
+
+    monkeypatch.setattr(runner, "train_run", fake_train_run)
+
+    def payload(trial):
+        return {"config": RunConfig().model_dump(mode="json"), "storage": url,
+                "run_dir": str(tmp_path / f"t{trial.number}"), "study_name": STUDY_NAME,
+                "log": str(tmp_path / f"t{trial.number}.log"), "trial_id": trial._trial_id,
+                "prune": True, "pruner": "median", "threads": None}
+
+    bad = study.ask()
+    curves["now"] = [0.2, 0.3, 0.4]
+    assert run_trial(payload(bad)) == {"state": "pruned", "epoch": 1, "val_accuracy": 0.2}
+    assert study.trials[bad.number].intermediate_values == {1: 0.2}
+    good = study.ask()
+    curves["now"] = [0.9, 0.95, 0.99]
+    result = run_trial(payload(good))
+    assert result["state"] == "complete" and result["val_accuracy"] == 0.99
+    assert study.trials[good.number].intermediate_values == {1: 0.9, 2: 0.95, 3: 0.99}

@@ -90,7 +90,9 @@ FD_CASES = {
 }
 
 
-@pytest.mark.parametrize("case", list(FD_CASES))
+@pytest.mark.parametrize("case", [
+    "feedforward", "recurrent", pytest.param("heterogeneous_taus", marks=pytest.mark.slow),
+])  # fmt: skip
 def test_alif_eventprop_matches_finite_differences(case):
     cfg = FD_CASES[case]
     dt, n_inputs, n_hidden, n_classes = 2.5e-4, 4, 4, 2

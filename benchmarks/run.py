@@ -397,7 +397,11 @@ def merge(results: Results, args) -> int:
         for line in path.read_text().splitlines():
             record = json.loads(line)
             if record.get("meta"):
-                results.records[0].setdefault("parts", []).append(record)
+                meta = results.records[0]
+                if not meta.get("parts"):  # the first part's conditions head the report
+                    for key in ("started", "threads", "loadavg_start", "git"):
+                        meta[key] = record.get(key, meta[key])
+                meta.setdefault("parts", []).append(record)
             else:
                 results.records.append(record)
     results.add_all()

@@ -61,8 +61,8 @@ def _spike_dldt(record: SpikeRecord, grad_spikes: torch.Tensor) -> np.ndarray:
     """Timing sensitivities of the spikes: those consumers stored in the record, plus the
     dense gradient of generic consumers converted to a time derivative:
     moving a spike from step n to n+1 changes L by G[n+1] - G[n] (G[T] taken as 0)."""
-    dldt = record.dldt.copy()
-    record.dldt[:] = 0.0
+    dldt = record.dldt
+    record.dldt = np.zeros_like(dldt)  # calloc'd: costs no memory until written
     if grad_spikes is not None and grad_spikes.numel() and _nonzero(grad_spikes):
         g = grad_spikes.detach().cpu().numpy()
         ev = record.events

@@ -28,7 +28,8 @@ class SpikeRecord:
 
     events: the spikes (flat CSR; ``events.isyn`` holds the current at each spike).
     dt: time step in ms.
-    dldt: float64 [E] accumulated dL/dt_k (ms^-1 units of the loss) from consumers.
+    dldt: [E] accumulated dL/dt_k (ms^-1 units of the loss) from consumers, in the
+        events' float dtype.
     """
 
     events: Events
@@ -36,7 +37,8 @@ class SpikeRecord:
     dldt: np.ndarray = field(init=False)
 
     def __post_init__(self) -> None:
-        self.dldt = np.zeros(self.events.n_events, dtype=np.float64)
+        dtype = np.result_type(self.events.value.dtype, np.float32)
+        self.dldt = np.zeros(self.events.n_events, dtype=dtype)
 
 
 def attach(tensor: torch.Tensor, record: SpikeRecord) -> torch.Tensor:

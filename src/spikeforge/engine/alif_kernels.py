@@ -40,6 +40,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from spikeforge.engine.cpu_kernels import _input_step_backward, _timing_drive
+
 
 @njit(cache=True, parallel=True)
 def alif_forward(
@@ -91,27 +93,6 @@ def alif_forward(
         out_count[b] = count
 
 
-@njit(cache=True)
-def _undo_inputs(
-    p, p_start, n, in_step, in_unit, in_value, w_in, lam_v, lam_i, inv_tau_mem, inv_tau_syn,
-    grad_w, in_dldt, want_timing,
-):  # fmt: skip
-    """Adjoint of the input arrivals at step n (walking p downwards); returns the new p."""
-    n_out = w_in.shape[1]
-    while p >= p_start and in_step[p] == n:
-        row = in_unit[p]
-        val = in_value[p]
-        acc = 0.0
-        for j in range(n_out):
-            grad_w[row, j] += val * lam_i[j]
-            if want_timing:
-                acc += w_in[row, j] * (lam_i[j] * inv_tau_syn[j] - lam_v[j] * inv_tau_mem[j])
-        if want_timing:
-            in_dldt[p] = val * acc
-        p -= 1
-    return p
-
-
 @njit(cache=True, parallel=True)
 def alif_backward(
     in_ptr, in_step, in_unit, in_value, w_in, w_rec,
@@ -137,6 +118,7 @@ def alif_backward(
         lam_v = np.zeros(n_out, dtype=w_in.dtype)
         lam_i = np.zeros(n_out, dtype=w_in.dtype)
         lam_a = np.zeros(n_out, dtype=w_in.dtype)
+        drive = np.zeros(n_out, dtype=w_in.dtype)
         step_dldt = np.zeros(n_out, dtype=w_in.dtype)
         for b in range(c, n_batch, n_chunks):
             lam_v[:] = 0.0
@@ -149,10 +131,13 @@ def alif_backward(
             k_start = sp_ptr[b]
             k = sp_ptr[b + 1] - 1
             for n in range(n_steps - 1, -1, -1):
-                p = _undo_inputs(
-                    p, p_start, n, in_step, in_unit, in_value, w_in, lam_v, lam_i,
-                    inv_tau_mem, inv_tau_syn, grad_w_in, in_dldt, want_timing,
-                )  # fmt: skip
+                if p >= p_start and in_step[p] == n:
+                    if want_timing:
+                        _timing_drive(lam_v, lam_i, inv_tau_mem, inv_tau_syn, drive)
+                    p = _input_step_backward(
+                        p, p_start, n, in_step, in_unit, in_value, w_in, lam_i, drive,
+                        grad_w_in, in_dldt, want_timing,
+                    )  # fmt: skip
                 k_hi = k
                 while k >= k_start and sp_step[k] == n:
                     row = sp_unit[k]

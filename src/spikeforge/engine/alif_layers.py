@@ -15,7 +15,14 @@ import numpy as np
 
 from spikeforge.engine import alif_kernels, alif_reference
 from spikeforge.engine.events import Events
-from spikeforge.engine.layers import BACKENDS, DEFAULT_MIN_VDOT, LayerGrads, NeuronArrays
+from spikeforge.engine.layers import (
+    BACKENDS,
+    DEFAULT_MIN_VDOT,
+    LayerGrads,
+    NeuronArrays,
+    simulate_spikes,
+    spikes_from_dense,
+)
 from spikeforge.errors import SpikeforgeError
 from spikeforge.model.neurons import ALIFParams
 
@@ -57,36 +64,20 @@ def alif_forward(inputs: Events, w_in: np.ndarray, w_rec: np.ndarray | None,
             inputs.to_dense(), w_in, w_rec, n.alpha_mem, n.alpha_syn, n.syn_gain,
             n.threshold, adapt.alpha_adapt, adapt.beta,
         )  # fmt: skip
-        out = Events.from_dense(spikes)
-        index = (out.sample_index(), out.step, out.unit)
-        out.isyn = isyn[index]
-        return out, a_spk[index]
-    n_batch, n_steps, n_out = inputs.n_batch, inputs.n_steps, w_in.shape[1]
-    cap = n_steps * n_out // 50 + 64
-    while True:
-        cap = min(cap, n_steps * n_out)
-        out_step = np.empty((n_batch, cap), dtype=np.int32)
-        out_unit = np.empty((n_batch, cap), dtype=np.int32)
-        out_isyn = np.empty((n_batch, cap), dtype=w_in.dtype)
-        out_adapt = np.empty((n_batch, cap), dtype=w_in.dtype)
-        out_count = np.zeros(n_batch, dtype=np.int64)
+        out, (a_at_spikes,) = spikes_from_dense(spikes, isyn, a_spk)
+        return out, a_at_spikes
+    n_steps = inputs.n_steps
+
+    def run(out_step, out_unit, out_isyn, extras, out_count):
         alif_kernels.alif_forward(
             inputs.ptr, inputs.step, inputs.unit, inputs.value, w_in, _rec(w_in, w_rec),
             n.alpha_mem, n.alpha_syn, n.syn_gain, n.threshold, adapt.alpha_adapt,
-            adapt.beta, n_steps, out_step, out_unit, out_isyn, out_adapt, out_count,
+            adapt.beta, n_steps, out_step, out_unit, out_isyn, extras[0], out_count,
         )  # fmt: skip
-        most = int(out_count.max()) if n_batch else 0
-        if most <= cap:
-            break
-        cap = int(most * 1.25) + 16
-    mask = np.arange(cap)[None, :] < out_count[:, None]
-    ptr = np.zeros(n_batch + 1, dtype=np.int64)
-    np.cumsum(out_count, out=ptr[1:])
-    events = Events(
-        n_batch, n_steps, n_out, ptr, out_step[mask], out_unit[mask],
-        np.ones(int(ptr[-1]), dtype=w_in.dtype), out_isyn[mask],
-    )  # fmt: skip
-    return events, out_adapt[mask]
+
+    events, (adapt_at_spikes,) = simulate_spikes(
+        "alif", inputs.n_batch, n_steps, w_in.shape[1], w_in.dtype, run, n_extra=1)
+    return events, adapt_at_spikes
 
 
 def _gather(dense: np.ndarray, events: Events) -> np.ndarray:

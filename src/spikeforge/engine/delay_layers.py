@@ -13,7 +13,13 @@ import numpy as np
 
 from spikeforge.engine import delay_kernels, delay_reference
 from spikeforge.engine.events import Events
-from spikeforge.engine.layers import BACKENDS, DEFAULT_MIN_VDOT, NeuronArrays
+from spikeforge.engine.layers import (
+    BACKENDS,
+    DEFAULT_MIN_VDOT,
+    NeuronArrays,
+    simulate_spikes,
+    spikes_from_dense,
+)
 from spikeforge.errors import SpikeforgeError
 
 DELAY_MODES = ("interpolate", "round")
@@ -107,38 +113,24 @@ def delayed_forward(
         )  # fmt: skip
         if not spiking:
             return record
-        out = Events.from_dense(record)
-        out.isyn = isyn[out.sample_index(), out.step, out.unit]
-        return out
+        return spikes_from_dense(record, isyn)[0]
     n_batch, n_steps, n_out = inputs.n_batch, inputs.n_steps, w_in.shape[1]
     w_r, q_r, f_r = _rec_arrays(w_in, w_rec, d_rec)
     v_out = np.empty((n_batch, n_steps, n_out) if not spiking else (0, 0, 0), w_in.dtype)
-    cap = max(64, n_steps * n_out // 50 + 64) if spiking else 0
-    while True:
-        cap = min(cap, n_steps * n_out)
-        out_step = np.empty((n_batch, cap), dtype=np.int32)
-        out_unit = np.empty((n_batch, cap), dtype=np.int32)
-        out_isyn = np.empty((n_batch, cap), dtype=w_in.dtype)
-        out_count = np.zeros(n_batch, dtype=np.int64)
+
+    def run(out_step, out_unit, out_isyn, _extras, out_count):
         delay_kernels.delayed_forward(
             inputs.ptr, inputs.step, inputs.unit, inputs.value, w_in, d_in.q, d_in.f,
             w_r, q_r, f_r, neurons.alpha_mem, neurons.alpha_syn, neurons.syn_gain,
             neurons.threshold, n_steps, _slots(d_in, d_rec), spiking,
             out_step, out_unit, out_isyn, out_count, v_out,
         )  # fmt: skip
-        if not spiking:
-            return v_out
-        most = int(out_count.max()) if n_batch else 0
-        if most <= cap:
-            break
-        cap = int(most * 1.25) + 16
-    mask = np.arange(cap)[None, :] < out_count[:, None]
-    ptr = np.zeros(n_batch + 1, dtype=np.int64)
-    np.cumsum(out_count, out=ptr[1:])
-    return Events(
-        n_batch, n_steps, n_out, ptr, out_step[mask], out_unit[mask],
-        np.ones(int(ptr[-1]), dtype=w_in.dtype), out_isyn[mask],
-    )  # fmt: skip
+
+    if not spiking:  # LI readout: no spike buffers, V is written into v_out
+        empty_i, empty_f = np.empty((n_batch, 0), np.int32), np.empty((n_batch, 0), w_in.dtype)
+        run(empty_i, empty_i, empty_f, [], np.zeros(n_batch, dtype=np.int64))
+        return v_out
+    return simulate_spikes("delayed", n_batch, n_steps, n_out, w_in.dtype, run)[0]
 
 
 def delayed_backward(

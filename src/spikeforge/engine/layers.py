@@ -126,6 +126,50 @@ def _cast(inputs: LayerInput, dtype) -> LayerInput:
     return inputs.astype(dtype) if isinstance(inputs, Events) else inputs
 
 
+def spikes_from_dense(spikes: np.ndarray, isyn: np.ndarray, *extras: np.ndarray):
+    """Events of a dense reference spike array [B, T, N] with ``isyn`` (and any further
+    per-spike quantities given as dense [B, T, N] arrays) gathered at the spikes."""
+    out = Events.from_dense(spikes)
+    index = (out.sample_index(), out.step, out.unit)
+    out.isyn = isyn[index]
+    return out, [extra[index] for extra in extras]
+
+
+def simulate_spikes(kind: str, n_batch: int, n_steps: int, n_out: int, dtype, run,
+                    n_extra: int = 0):
+    """Run a compiled spiking forward kernel into padded [B, cap] spike buffers.
+
+    ``run(out_step, out_unit, out_isyn, extras, out_count)`` calls the kernel, which
+    writes at most ``cap`` spikes per sample and the true counts. The buffers grow until
+    every sample fits; the capacity is remembered per (kind, T, N) so later calls of the
+    same shape run the kernel once. Returns (Events with ``isyn``, the ``n_extra`` further
+    per-spike arrays compacted like the spikes).
+    """
+    key = (kind, n_steps, n_out)
+    cap = max(64, _capacity_hint.get(key, n_steps * n_out // 50 + 64))
+    while True:
+        cap = min(cap, n_steps * n_out)
+        out_step = np.empty((n_batch, cap), dtype=np.int32)
+        out_unit = np.empty((n_batch, cap), dtype=np.int32)
+        out_isyn = np.empty((n_batch, cap), dtype=dtype)
+        extras = [np.empty((n_batch, cap), dtype=dtype) for _ in range(n_extra)]
+        out_count = np.zeros(n_batch, dtype=np.int64)
+        run(out_step, out_unit, out_isyn, extras, out_count)
+        most = int(out_count.max()) if n_batch else 0
+        if most <= cap:
+            break
+        cap = int(most * 1.25) + 16
+    _capacity_hint[key] = int(most * 1.25) + 16
+    mask = np.arange(cap)[None, :] < out_count[:, None]
+    ptr = np.zeros(n_batch + 1, dtype=np.int64)
+    np.cumsum(out_count, out=ptr[1:])
+    events = Events(
+        n_batch, n_steps, n_out, ptr, out_step[mask], out_unit[mask],
+        np.ones(int(ptr[-1]), dtype=dtype), out_isyn[mask],
+    )  # fmt: skip
+    return events, [extra[mask] for extra in extras]
+
+
 def lif_forward(
     inputs: LayerInput,
     w_in: np.ndarray,
@@ -142,37 +186,19 @@ def lif_forward(
             _dense(inputs, w_in.dtype), w_in, w_rec, neurons.alpha_mem, neurons.alpha_syn,
             neurons.syn_gain, neurons.threshold,
         )  # fmt: skip
-        out = Events.from_dense(spikes)
-        out.isyn = isyn[out.sample_index(), out.step, out.unit]
-        return out
+        return spikes_from_dense(spikes, isyn)[0]
     n_batch, n_steps = _shape(inputs)
-    n_out = w_in.shape[1]
     ptr, step, unit, value, currents = _event_arrays(inputs, w_in)
-    key = (n_steps, n_out)
-    cap = max(64, _capacity_hint.get(key, n_steps * n_out // 50 + 64))
-    while True:
-        cap = min(cap, n_steps * n_out)
-        out_step = np.empty((n_batch, cap), dtype=np.int32)
-        out_unit = np.empty((n_batch, cap), dtype=np.int32)
-        out_isyn = np.empty((n_batch, cap), dtype=w_in.dtype)
-        out_count = np.zeros(n_batch, dtype=np.int64)
+    rec = _empty_rec(w_in) if w_rec is None else w_rec
+
+    def run(out_step, out_unit, out_isyn, _extras, out_count):
         cpu_kernels.lif_forward(
-            ptr, step, unit, value, w_in, _empty_rec(w_in) if w_rec is None else w_rec,
-            currents, neurons.alpha_mem, neurons.alpha_syn, neurons.syn_gain, neurons.threshold,
-            n_steps, out_step, out_unit, out_isyn, out_count,
+            ptr, step, unit, value, w_in, rec, currents, neurons.alpha_mem,
+            neurons.alpha_syn, neurons.syn_gain, neurons.threshold, n_steps,
+            out_step, out_unit, out_isyn, out_count,
         )  # fmt: skip
-        most = int(out_count.max()) if n_batch else 0
-        if most <= cap:
-            break
-        cap = int(most * 1.25) + 16
-    _capacity_hint[key] = int(most * 1.25) + 16
-    mask = np.arange(cap)[None, :] < out_count[:, None]
-    ptr = np.zeros(n_batch + 1, dtype=np.int64)
-    np.cumsum(out_count, out=ptr[1:])
-    return Events(
-        n_batch, n_steps, n_out, ptr, out_step[mask], out_unit[mask],
-        np.ones(int(ptr[-1]), dtype=w_in.dtype), out_isyn[mask],
-    )  # fmt: skip
+
+    return simulate_spikes("lif", n_batch, n_steps, w_in.shape[1], w_in.dtype, run)[0]
 
 
 def li_forward(

@@ -16,7 +16,9 @@ import torch
 
 from spikeforge.engine import Events
 from spikeforge.engine import torch_kernels as kernels
+from spikeforge.engine.layers import DEFAULT_MIN_VDOT
 from spikeforge.nn.records import attach, record_of
+from spikeforge.nn.time_constants import neuron_arrays
 
 
 @dataclass
@@ -139,9 +141,6 @@ def uses_device_path(x: torch.Tensor, backend: str) -> bool:
 
 
 def _device_call(layer, x: torch.Tensor) -> DeviceCall:
-    from spikeforge.engine.layers import DEFAULT_MIN_VDOT
-    from spikeforge.nn.time_constants import neuron_arrays
-
     np_dtype = torch.empty(0, dtype=layer.weight.dtype).numpy().dtype
     arrays = neuron_arrays(layer, layer.params, layer.out_features, layer.dt, np_dtype)
     return DeviceCall(

@@ -295,10 +295,24 @@ def task_from_args(args) -> Task:
 
 
 def set_threads(n: int) -> None:
-    """Pin thread pools before heavy imports (torch, numba, OpenMP, BLAS)."""
-    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
-                "NUMBA_NUM_THREADS"):  # fmt: skip
+    """Pin thread pools (torch, numba, OpenMP, BLAS) to ``n`` threads.
+
+    In a fresh benchmark process this runs before the heavy imports and sets the
+    environment. When numba is already loaded (an implementation called in-process, as
+    the tests do), its pool may be running: changing ``NUMBA_NUM_THREADS`` then makes
+    the next JIT compilation fail, so the pool is narrowed with
+    ``numba.set_num_threads`` instead.
+    """
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         os.environ[var] = str(n)
+    numba = sys.modules.get("numba")
+    if numba is None:
+        os.environ["NUMBA_NUM_THREADS"] = str(n)
+    else:
+        numba.set_num_threads(max(1, min(n, numba.config.NUMBA_NUM_THREADS)))
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.set_num_threads(n)
 
 
 def now() -> float:

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numba
 import numpy as np
 import pytest
 import torch
@@ -31,10 +32,14 @@ def isolated_threads(monkeypatch):
     """The implementations pin thread counts; undo that for the rest of the session."""
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
                 "NUMBA_NUM_THREADS"):  # fmt: skip
-        monkeypatch.setenv(var, os.environ.get(var, ""))
-    threads = torch.get_num_threads()
+        if var in os.environ:
+            monkeypatch.setenv(var, os.environ[var])
+        else:
+            monkeypatch.delenv(var, raising=False)
+    threads, numba_threads = torch.get_num_threads(), numba.get_num_threads()
     yield
     torch.set_num_threads(threads)
+    numba.set_num_threads(numba_threads)
 
 
 def _check_record(r: dict, impl: str) -> None:

@@ -209,6 +209,39 @@ def test_bptt_forward_matches_eventprop_forward():
     torch.testing.assert_close(spikes_bptt.detach(), spikes_ep)
 
 
+def _delayed_pair_grads(device: str):
+    events = _events(np.random.default_rng(5), 3, 6, 1.0, 80, window_ms=40, per_input=3)
+    torch.manual_seed(0)
+    hidden = DelayedLIF(6, 8, recurrent=True, max_delay=10.0, weight_mean=1.5,
+                        dense_output=False).double().to(device)
+    readout = DelayedLI(8, 3, max_delay=5.0).double().to(device)
+    x = snn.event_input(events, torch.float64)
+    v = readout(hidden(x))
+    assert v.device.type == device
+    readout_loss(v, torch.tensor([0, 1, 2], device=device), "sum_exp").backward()
+    return [p.grad.detach().cpu() for p in (hidden.weight, hidden.delay, hidden.recurrent_weight,
+                                            hidden.recurrent_delay, readout.weight, readout.delay)]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_delayed_layers_on_cuda_match_the_cpu():
+    for a, b in zip(_delayed_pair_grads("cpu"), _delayed_pair_grads("cuda"), strict=True):
+        torch.testing.assert_close(b, a, rtol=1e-9, atol=1e-12)
+
+
+def test_device_path_spikes_feed_a_delayed_layer_as_dense_input():
+    """A torch-path (CUDA) LIF's dense spikes carry a device record the delayed layer
+    cannot use; it takes them as dense input and returns dL/dx (no record mixing)."""
+    x = torch.from_numpy(_dense_input((2, 60, 6), 0.2, 6))
+    torch.manual_seed(0)
+    hidden = snn.LIF(6, 8, weight_mean=1.0, backend="torch").double()
+    readout = DelayedLI(8, 3, max_delay=5.0).double()
+    spikes = hidden(x)
+    assert spikes.sum() > 5
+    readout_loss(readout(spikes), torch.tensor([0, 1]), "sum_exp").backward()
+    assert hidden.weight.grad.abs().sum() > 0 and readout.delay.grad.abs().sum() > 0
+
+
 # -- config, save/load, plots -------------------------------------------------------------
 
 from spikeforge.data import load_dataset  # noqa: E402

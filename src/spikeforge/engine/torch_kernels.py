@@ -1,4 +1,5 @@
-"""Device-agnostic (torch) forward and EventProp backward for LIF / LI layers: the CUDA path.
+"""Device-agnostic (torch) forward and EventProp backward for LIF, ALIF and LI layers:
+the CUDA path.
 
 The compiled Numba kernels (:mod:`cpu_kernels`) walk sparse events on the CPU. On a GPU
 the work per time step is a handful of batched [B, N] tensor operations, so this path
@@ -45,27 +46,58 @@ class DeviceNeurons:
                    move(arrays.threshold), move(arrays.tau_mem), move(arrays.tau_syn))
 
 
+@dataclass
+class DeviceAdaptation:
+    """Threshold adaptation of an ALIF layer, per neuron [N] on one device: decay
+    exp(-dt/tau_adapt), strength beta and tau_adapt (ms). The threshold is
+    theta + beta * A; A jumps by 1 at each spike (see :mod:`alif_kernels`)."""
+
+    alpha_adapt: torch.Tensor
+    beta: torch.Tensor
+    tau_adapt: torch.Tensor
+
+    @classmethod
+    def from_arrays(cls, arrays, like: torch.Tensor) -> DeviceAdaptation:
+        """An :class:`~spikeforge.engine.alif_layers.AdaptArrays` moved to ``like``'s
+        device and dtype."""
+        def move(values) -> torch.Tensor:
+            return torch.as_tensor(values).to(device=like.device, dtype=like.dtype)
+
+        return cls(move(arrays.alpha_adapt), move(arrays.beta), move(arrays.tau_adapt))
+
+
 def lif_forward(
-    x: torch.Tensor, w_in: torch.Tensor, w_rec: torch.Tensor | None, neurons: DeviceNeurons
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """x [B, T, in] -> (spikes [B, T, N] bool, isyn [B, T, N]: current at each spike, else 0)."""
+    x: torch.Tensor, w_in: torch.Tensor, w_rec: torch.Tensor | None, neurons: DeviceNeurons,
+    adapt: DeviceAdaptation | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """x [B, T, in] -> (spikes [B, T, N] bool, isyn [B, T, N]: current at each spike,
+    else 0, and for ALIF ``a_spk`` [B, T, N]: adaptation A just before each spike's
+    jump, else 0; None without ``adapt``)."""
     n_batch, n_steps, _ = x.shape
     currents = torch.matmul(x, w_in.t())
     v = x.new_zeros(n_batch, w_in.shape[0])
     i_syn = torch.zeros_like(v)
     spikes = torch.zeros(n_batch, n_steps, w_in.shape[0], dtype=torch.bool, device=x.device)
     isyn = torch.zeros_like(currents)
+    level = torch.zeros_like(v) if adapt is not None else None
+    a_spk = torch.zeros_like(currents) if adapt is not None else None
     for n, current in enumerate(currents.unbind(1)):
         v = neurons.alpha_mem * v + neurons.syn_gain * i_syn
         i_syn = neurons.alpha_syn * i_syn
-        fired = v >= neurons.threshold
+        if level is None:
+            fired = v >= neurons.threshold
+        else:
+            level = adapt.alpha_adapt * level
+            fired = v >= neurons.threshold + adapt.beta * level
+            a_spk[:, n] = torch.where(fired, level, 0.0)
+            level = level + fired.to(x.dtype)
         spikes[:, n] = fired
         isyn[:, n] = torch.where(fired, i_syn, 0.0)
         v = v.masked_fill(fired, 0.0)
         i_syn = i_syn + current
         if w_rec is not None:
             i_syn = i_syn + fired.to(x.dtype) @ w_rec.t()
-    return spikes, isyn
+    return spikes, isyn, a_spk
 
 
 def li_forward(x: torch.Tensor, w_in: torch.Tensor, neurons: DeviceNeurons) -> torch.Tensor:
@@ -106,12 +138,17 @@ def lif_backward(
     neurons: DeviceNeurons,
     min_vdot: float,
     want_input_timing: bool,
+    adapt: DeviceAdaptation | None = None,
+    a_spk: torch.Tensor | None = None,
 ) -> DeviceGrads:
     """EventProp adjoint of :func:`lif_forward`; ``spike_dldt`` [B, T, N] is dL/dt_k at
-    each spike (ignored elsewhere)."""
+    each spike (ignored elsewhere). With ``adapt`` (ALIF) the adaptation adjoint λ_A joins
+    the jump as in :func:`spikeforge.engine.alif_reference.alif_backward`; ``a_spk`` is
+    the forward's third output."""
     n_batch, n_steps, _ = x.shape
     lam_v = x.new_zeros(n_batch, w_in.shape[0])
     lam_i = torch.zeros_like(lam_v)
+    lam_a = torch.zeros_like(lam_v) if adapt is not None else None
     trace = torch.empty_like(isyn)
     drive_trace = torch.empty_like(isyn) if want_input_timing else None
     grad_w_rec = None if w_rec is None else torch.zeros_like(w_rec)
@@ -126,8 +163,19 @@ def lif_backward(
             grad_w_rec += lam_i.t() @ fired.to(x.dtype)
             dldt = dldt + drive @ w_rec
         i_k = isyn[:, n]
-        denom = torch.clamp(i_k - neurons.threshold, min=min_vdot)
-        lam_v = torch.where(fired, (lam_v * i_k - neurons.tau_mem * dldt) / denom, lam_v)
+        if lam_a is None:
+            denom = torch.clamp(i_k - neurons.threshold, min=min_vdot)
+            lam_v = torch.where(fired, (lam_v * i_k - neurons.tau_mem * dldt) / denom, lam_v)
+        else:
+            a_k, ratio = a_spk[:, n], neurons.tau_mem / adapt.tau_adapt
+            denom = torch.clamp(
+                i_k - neurons.threshold - adapt.beta * a_k + adapt.beta * a_k * ratio,
+                min=min_vdot,
+            )
+            jumped = (lam_v * i_k - lam_a * ratio - neurons.tau_mem * dldt) / denom
+            lam_a = torch.where(fired, lam_a - adapt.beta * jumped, lam_a)
+            lam_v = torch.where(fired, jumped, lam_v)
+            lam_a = adapt.alpha_adapt * lam_a
         lam_i = neurons.alpha_syn * lam_i + neurons.syn_gain * lam_v
         lam_v = neurons.alpha_mem * lam_v
     return _finish(x, w_in, trace, drive_trace, grad_w_rec)

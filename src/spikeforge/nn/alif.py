@@ -17,6 +17,7 @@ from spikeforge.engine.alif_layers import AdaptArrays
 from spikeforge.model.neurons import ALIFParams
 from spikeforge.nn.bptt import Adaptation
 from spikeforge.nn.bptt_layers import lif_bptt
+from spikeforge.nn.device_functional import lif_device, uses_device_path
 from spikeforge.nn.functional import (
     LayerCall,
     _input_events,
@@ -95,6 +96,10 @@ class ALIF(LIF):
 
             adaptation = Adaptation(vector(math.exp(-self.dt / p.tau_adapt)), vector(p.beta))
             return lif_bptt(self, x, adaptation)
+        if uses_device_path(x, self.backend):
+            np_dtype = torch.empty(0, dtype=self.weight.dtype).numpy().dtype
+            return lif_device(self, x, AdaptArrays.from_params(p, self.out_features, self.dt,
+                                                               np_dtype))
         call = self._call(x, upstream, self.dense_output)
         dtype = call.neurons.alpha_mem.dtype
         adapt = AdaptArrays.from_params(p, self.out_features, self.dt, dtype)

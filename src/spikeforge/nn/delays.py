@@ -41,7 +41,11 @@ METHODS = ("eventprop", "bptt")
 
 @dataclass
 class DelayCall:
-    """Non-tensor arguments of one forward call of a delayed layer."""
+    """Non-tensor arguments of one forward call of a delayed layer.
+
+    Delayed layers have no torch (CUDA) kernels: with CUDA parameters the compiled kernels
+    run on host copies and results and gradients are moved back to ``device``.
+    """
 
     neurons: NeuronArrays
     dt: float
@@ -51,6 +55,7 @@ class DelayCall:
     min_vdot: float
     dense_output: bool
     upstream: SpikeRecord | None
+    device: torch.device  # where the parameters live; CUDA ones get host-computed results
     output: SpikeRecord | None = None
 
 
@@ -84,7 +89,8 @@ class DelayedFunction(torch.autograd.Function):
     def forward(ctx, x, w_in, d_in, w_rec, d_rec, call: DelayCall):
         inputs = call.upstream.events if call.upstream is not None else Events.from_dense(
             x.detach().cpu().numpy())
-        dtype = w_in.detach().numpy().dtype
+        dtype = _np_t(w_in).dtype
+        device = w_in.device  # CUDA parameters: kernels run on host copies (see DelayCall)
         w_in_np, w_rec_np = _np_t(w_in), None if w_rec is None else _np_t(w_rec)
         steps_in, steps_rec = _steps(d_in, call, dtype), _steps(d_rec, call, dtype)
         out = delayed_forward(inputs, w_in_np, steps_in, w_rec_np, steps_rec, call.neurons,
@@ -94,11 +100,11 @@ class DelayedFunction(torch.autograd.Function):
         ctx.save_for_backward(x)
         ctx.shapes = (w_in.shape, None if w_rec is None else w_rec.shape)
         if not call.spiking:
-            return torch.from_numpy(out)
+            return torch.from_numpy(out).to(device)
         call.output = SpikeRecord(events=out, dt=call.dt)
         if call.dense_output:
-            return torch.from_numpy(out.to_dense(dtype))
-        return torch.empty(0, dtype=w_in.dtype)
+            return torch.from_numpy(out.to_dense(dtype)).to(device)
+        return torch.empty(0, dtype=w_in.dtype, device=device)
 
     @staticmethod
     def backward(ctx, grad_out):
@@ -124,13 +130,14 @@ class DelayedFunction(torch.autograd.Function):
         grad_x = None
         if need_x and call.upstream is not None:
             call.upstream.dldt += grads.input_dldt
-            grad_x = torch.zeros((), dtype=x.dtype).expand(x.shape)
+            grad_x = torch.zeros((), dtype=x.dtype, device=x.device).expand(x.shape)
         elif need_x:
             grad_x = torch.from_numpy(
-                _trace_input_grad(grads.lam_i_trace, w_in_np, steps_in)).to(x.dtype)
+                _trace_input_grad(grads.lam_i_trace, w_in_np, steps_in)).to(x)
+        device = call.device
 
         def back(array):
-            return None if array is None else torch.from_numpy(array.T.copy())
+            return None if array is None else torch.from_numpy(array.T.copy()).to(device)
 
         return (grad_x, back(grads.grad_w_in), back(grads.grad_d_in), back(grads.grad_w_rec),
                 back(grads.grad_d_rec), None)  # fmt: skip
@@ -220,6 +227,8 @@ class _DelayedLayer(nn.Module):
             raise SpikeforgeError(
                 f"{name}: expected input [batch, time, {self.in_features}], got "
                 f"{n_units if record is not None else list(x.shape)}; match the previous layer")
+        if not isinstance(record, SpikeRecord):
+            return None  # dense input, or a device-path (CUDA) layer's dense spikes
         return record
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -227,13 +236,13 @@ class _DelayedLayer(nn.Module):
         n_steps = upstream.events.n_steps if upstream is not None else x.shape[1]
         self.check_duration(n_steps)
         d_in, d_rec = self.clamped_delays()
-        dtype = self.weight.detach().numpy().dtype
+        dtype = _np_t(self.weight).dtype
         if self.method == "bptt":
             return self._forward_bptt(x, upstream, d_in, d_rec)
         call = DelayCall(
             NeuronArrays.from_params(self.params, self.out_features, self.dt, dtype), self.dt,
             self.delay_mode, self.spiking, "event" if self.backend == "auto" else self.backend,
-            self.min_vdot, getattr(self, "dense_output", True), upstream,
+            self.min_vdot, getattr(self, "dense_output", True), upstream, self.weight.device,
         )  # fmt: skip
         out = DelayedFunction.apply(x, self.weight, d_in, self.recurrent_weight, d_rec, call)
         if self.spiking:

@@ -51,6 +51,8 @@ class DeviceCall:
     min_vdot: float
     upstream: DeviceSpikeRecord | None
     output: DeviceSpikeRecord | None = None
+    adapt: kernels.DeviceAdaptation | None = None
+    a_spk: torch.Tensor | None = None  # ALIF: adaptation before each spike [B, T, N]
 
 
 def upstream_record(x: torch.Tensor) -> DeviceSpikeRecord | None:
@@ -84,9 +86,10 @@ class DeviceLIFFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, w_in, w_rec, call: DeviceCall):
-        spikes, isyn = kernels.lif_forward(x.detach(), w_in.detach(),
-                                           None if w_rec is None else w_rec.detach(),
-                                           call.neurons)
+        spikes, isyn, call.a_spk = kernels.lif_forward(
+            x.detach(), w_in.detach(), None if w_rec is None else w_rec.detach(),
+            call.neurons, call.adapt,
+        )  # fmt: skip
         call.output = DeviceSpikeRecord(spikes, isyn, call.dt)
         ctx.call = call
         ctx.save_for_backward(x, w_in, w_rec)
@@ -102,6 +105,7 @@ class DeviceLIFFunction(torch.autograd.Function):
             x.detach(), w_in.detach(), None if w_rec is None else w_rec.detach(),
             record.spikes, record.isyn, _timing_from_dense(record, grad_spikes),
             call.neurons, call.min_vdot, want_input_timing=need_x and call.upstream is not None,
+            adapt=call.adapt, a_spk=call.a_spk,
         )  # fmt: skip
         return (_input_grad(x, call, grads, w_in, need_x), grads.grad_w_in, grads.grad_w_rec,
                 None)
@@ -140,20 +144,23 @@ def uses_device_path(x: torch.Tensor, backend: str) -> bool:
     return backend == "torch" or x.is_cuda
 
 
-def _device_call(layer, x: torch.Tensor) -> DeviceCall:
+def _device_call(layer, x: torch.Tensor, adapt=None) -> DeviceCall:
     np_dtype = torch.empty(0, dtype=layer.weight.dtype).numpy().dtype
     arrays = neuron_arrays(layer, layer.params, layer.out_features, layer.dt, np_dtype)
     return DeviceCall(
         neurons=kernels.DeviceNeurons.from_arrays(arrays, layer.weight),
         dt=layer.dt, min_vdot=getattr(layer, "min_vdot", DEFAULT_MIN_VDOT),
         upstream=upstream_record(x),
+        adapt=None if adapt is None else kernels.DeviceAdaptation.from_arrays(adapt, layer.weight),
     )  # fmt: skip
 
 
-def lif_device(layer, x: torch.Tensor) -> torch.Tensor:
-    """Forward of a :class:`spikeforge.nn.LIF` layer on the torch (CUDA) path; the dense
-    spikes [B, T, N] carry a :class:`DeviceSpikeRecord` (also left in ``last_record``)."""
-    call = _device_call(layer, x)
+def lif_device(layer, x: torch.Tensor, adapt=None) -> torch.Tensor:
+    """Forward of a :class:`spikeforge.nn.LIF` layer (or, with ``adapt``, an
+    :class:`~spikeforge.engine.alif_layers.AdaptArrays`, an ALIF layer) on the torch
+    (CUDA) path; the dense spikes [B, T, N] carry a :class:`DeviceSpikeRecord` (also left
+    in ``last_record``)."""
+    call = _device_call(layer, x, adapt)
     out = run_lif_device(x, layer.weight, layer.recurrent_weight, call)
     layer.last_record = call.output
     return out

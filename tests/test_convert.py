@@ -245,3 +245,77 @@ def test_steps_to_match_requires_staying_within_tolerance():
     assert latency_grid("ttfs", 40, 2) == [1, 2, 4, 8, 16, 20]
     with pytest.raises(SpikeforgeError, match="too short"):
         latency_grid("fs", 2, 3)
+
+
+def test_rate_grid_is_dense_up_to_32_steps():
+    from spikeforge.convert.evaluate import latency_grid
+
+    assert latency_grid("rate", 256, 3) == list(range(1, 33)) + [64, 128, 256]
+    assert latency_grid("rate", 5, 3) == [1, 2, 3, 4, 5]
+    assert latency_grid("fs-fit", 12, 3) == [1, 2, 3, 4]
+
+
+def test_few_spike_per_population_k_and_gain(mlp_case):
+    """Per-population K: latency is their sum, a uniform list equals the int; a gain c
+    codes value / c, so the decoded hidden value is within c 2^-(K+1) of
+    min(value, c (1 - 2^-K)); the spike simulation equals the decoded fast path."""
+    from spikeforge.convert.fs_fit import fs_output
+
+    model, x, net, acts = mlp_case
+    uniform = simulate_fs(net, x, 5)
+    listed = simulate_fs(net, x, [5, 5, 5])
+    assert torch.equal(uniform.output, listed.output)
+    sim = simulate_fs(net, x, [3, 9, 4], gains=[2.0, 0.5, 1.0])
+    assert sim.steps == [16]
+    value = torch.relu(net.stages[0].current(fs_code(x / 2.0, 3)[1] * 2.0))
+    expected = value.clamp(max=0.5 * (1 - 2**-9))
+    assert (sim.rates[0] - expected).abs().max() <= 0.5 * 2**-10 + 1e-6
+    assert sim.rates[0].max() > 0.25  # the gain really changed the coded range
+    fast, _ = fs_output(net, x, (3, 9, 4), fit_gains=False)
+    ref = simulate_fs(net, x, [3, 9, 4])
+    assert torch.allclose(fast, ref.output, atol=1e-5)
+    with pytest.raises(SpikeforgeError, match="one K per spiking population"):
+        simulate_fs(net, x, [3, 4])
+    with pytest.raises(SpikeforgeError, match="gains must be positive"):
+        simulate_fs(net, x, 3, gains=[1.0, 0.0, 1.0])
+
+
+def test_fitted_gain_codes_binary_input_exactly():
+    """A binary input needs one step when the code's scale is fitted (c = 2: levels 0, 1);
+    with the plain code (c = 1) K = 1 can only send 0 or 0.5."""
+    from spikeforge.convert.fs_fit import _best_gain, _quantise
+
+    x = (torch.rand(200, 30) > 0.6).float()
+    gain = _best_gain(x, 1, fit_gain=True)
+    assert gain == 2.0
+    assert torch.equal(_quantise(x, 1, gain), x)
+    assert _quantise(x, 1, 1.0).max() == 0.5
+    small = torch.rand(5000) * 0.3  # small values only: a finer step beats the full range
+    assert _best_gain(small, 2, fit_gain=True) < 1.0
+
+
+def test_fit_fs_codes_greedy_path(mlp_case):
+    """One code per total latency from populations to k_max x populations, each one step
+    shorter than the next in exactly one population; the longest is the uniform code and
+    (K = 8 here) agrees with the ANN; binary inputs drop to 1 step along the way."""
+    from spikeforge.convert.evaluate import evaluate_latency, steps_to_match
+    from spikeforge.convert.fs_fit import ann_output, fit_fs_codes, fs_output
+
+    model, x, net, acts = mlp_case
+    xb = (x > 0.5).float()
+    codes = fit_fs_codes(net, xb, k_max=8)
+    assert [c.steps for c in codes] == list(range(3, 25))
+    assert codes[0].bits == (1, 1, 1) and codes[-1].bits == (8, 8, 8)
+    for short, long in zip(codes, codes[1:], strict=False):
+        diff = [b - a for a, b in zip(short.bits, long.bits, strict=True)]
+        assert sorted(diff) == [0, 0, 1]
+    out, _ = fs_output(net, xb, codes[-1].bits)
+    assert (out.argmax(1) == ann_output(net, xb).argmax(1)).all()
+    assert any(c.bits[0] == 1 and c.gains[0] == 2.0 for c in codes[-10:])
+    y = ann_output(net, xb).argmax(1)
+    rows = evaluate_latency(net, xb, y, "fs-fit", 24, codes=codes)
+    assert [r["steps"] for r in rows] == list(range(3, 25))
+    assert rows[-1]["code"] == "8/8/8" and rows[-1]["param"] == 8
+    assert rows[-1]["accuracy"] == 1.0 and steps_to_match(rows, 1.0) is not None
+    with pytest.raises(SpikeforgeError, match="fitted codes"):
+        evaluate_latency(net, xb, y, "fs-fit", 24)

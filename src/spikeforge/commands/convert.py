@@ -61,9 +61,9 @@ def train_ann(
 def convert(
     model: Annotated[Path, typer.Argument(help="MODEL.pt written by `spikeforge train-ann`.")],
     data: Annotated[str, typer.Option(help="Image dataset: digits or mnist.")] = "digits",
-    method: Annotated[str, typer.Option(help="rate, ttfs, fs (or all).")] = "rate",
+    method: Annotated[str, typer.Option(help="rate, ttfs, fs, fs-fit (or all).")] = "rate",
     steps: Annotated[int | None, typer.Option(
-        help="Total time steps (default: rate 256, ttfs 64 x stages, fs 8 x stages).")
+        help="Total time steps (default: rate 256, ttfs 64 x stages, fs/fs-fit 8 x stages).")
     ] = None,
     percentile: Annotated[float, typer.Option(
         help="Activation percentile for threshold normalisation.")] = 99.9,

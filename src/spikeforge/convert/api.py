@@ -28,7 +28,13 @@ import yaml
 from spikeforge import __version__
 from spikeforge.atomic import write_text_atomic
 from spikeforge.convert.arch import load_ann, preset_arch, save_ann
-from spikeforge.convert.evaluate import evaluate_latency, latency_grid, steps_to_match
+from spikeforge.convert.evaluate import (
+    FS_MAX_STEPS,
+    evaluate_latency,
+    latency_grid,
+    steps_to_match,
+)
+from spikeforge.convert.fs_fit import fit_fs_codes
 from spikeforge.convert.ifnet import convert_network
 from spikeforge.convert.images import load_images
 from spikeforge.convert.report import format_table, plot_latency, write_table
@@ -36,7 +42,7 @@ from spikeforge.convert.simulate import METHODS
 from spikeforge.convert.train_ann import ann_accuracy, train_ann
 from spikeforge.errors import SpikeforgeError
 
-DEFAULT_STEPS = {"rate": 256, "ttfs": 64, "fs": 8}
+DEFAULT_STEPS = {"rate": 256, "ttfs": 64, "fs": 8, "fs-fit": 8}
 """Default --steps: total for rate, per stage (x number of stages) for ttfs and fs."""
 
 
@@ -71,14 +77,15 @@ def convert_file(model_path: Path, data: str, method: str = "rate", steps: int |
                  threads: int = 0) -> dict[str, Any]:
     """Convert ``MODEL.pt``, evaluate accuracy vs latency on the test split, write ``out``.
 
-    ``method``: rate, ttfs, fs or all. ``steps``: total time steps of the reported result
-    (and the largest latency of the sweep); default 256 for rate, 64 x stages for ttfs,
-    8 x stages for fs. Returns the results dictionary.
+    ``method``: rate, ttfs, fs, fs-fit or all. ``steps``: total time steps of the reported
+    result (and the largest latency of the sweep); default 256 for rate, 64 x stages for
+    ttfs, 8 x stages for fs and fs-fit (fs-fit starts its greedy search from
+    K = steps // stages per population). Returns the results dictionary.
     """
     methods = list(METHODS) if method == "all" else [method]
     if any(m not in METHODS for m in methods):
-        raise SpikeforgeError(f"unknown conversion method {method!r}; choose rate, ttfs, fs "
-                              "or all")
+        raise SpikeforgeError(f"unknown conversion method {method!r}; choose rate, ttfs, fs, "
+                              "fs-fit or all")
     if threads > 0:
         torch.set_num_threads(threads)
     model, meta = load_ann(model_path)
@@ -105,11 +112,17 @@ def convert_file(model_path: Path, data: str, method: str = "rate", steps: int |
     for m in methods:
         total = steps if steps is not None else (
             DEFAULT_STEPS[m] * (1 if m == "rate" else n_stages))
-        m_rows = evaluate_latency(net, splits.test_x, splits.test_y, m, total,
-                                  grid=latency_grid(m, total, n_stages))
+        grid = latency_grid(m, total, n_stages)
+        codes = (fit_fs_codes(net, calibration, min(max(grid), FS_MAX_STEPS))
+                 if m == "fs-fit" else None)
+        m_rows = evaluate_latency(net, splits.test_x, splits.test_y, m, total, grid=grid,
+                                  codes=codes)
         rows += m_rows
         final = max(m_rows, key=lambda r: r["steps"])
-        reported[m] = {**final, "steps_within_1pt": steps_to_match(m_rows, ann_acc)}
+        within = steps_to_match(m_rows, ann_acc)
+        reported[m] = {**final, "steps_within_1pt": within,
+                       "at_within_1pt": next((r for r in m_rows if r["steps"] == within),
+                                             None)}
     seconds = time.perf_counter() - t0
     main = reported[methods[0]]
     results = {

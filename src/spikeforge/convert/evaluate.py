@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from spikeforge.convert.fs_fit import FSCode
 from spikeforge.convert.ifnet import ConvertedNetwork
 from spikeforge.convert.simulate import METHODS, simulate_fs, simulate_rate, simulate_ttfs
 from spikeforge.energy.counting import sops_from_counts
@@ -22,28 +23,32 @@ from spikeforge.errors import SpikeforgeError
 
 FS_MAX_STEPS = 16
 """Largest few-spike K evaluated (float32 resolves ~2^-24; 16 bits is plenty)."""
+RATE_DENSE_STEPS = 32
+"""Rate code: every length up to this is evaluated, then powers of two."""
 
 
 def latency_grid(method: str, n_steps: int, n_stages: int) -> list[int]:
     """Per-method simulation lengths to evaluate, up to ``n_steps`` total steps.
 
-    rate: total steps 1, 2, 4, ... and ``n_steps``; ttfs: window W = 1, 2, 4, ... with
-    ``n_stages x W <= n_steps``; fs: K = 1 .. min(n_steps // n_stages, 16).
+    rate: total steps 1, 2, 3, ..., 32, then 64, 128, ... and ``n_steps`` (one simulation
+    records them all); ttfs: window W = 1, 2, 4, ... with ``n_stages x W <= n_steps``;
+    fs and fs-fit: K (fs-fit: the largest K_l) = 1 .. min(n_steps // n_stages, 16).
     Returns the method's own parameter values (T for rate, W for ttfs, K for fs).
     """
     if method not in METHODS:
         raise SpikeforgeError(f"unknown conversion method {method!r}; choose "
                               f"{', '.join(METHODS)}")
     if method == "rate":
-        grid = [2**i for i in range(int(np.log2(max(n_steps, 1))) + 1)] + [n_steps]
+        grid = ([2**i for i in range(int(np.log2(max(n_steps, 1))) + 1)] + [n_steps]
+                + list(range(1, min(n_steps, RATE_DENSE_STEPS) + 1)))
     else:
         top = n_steps // n_stages
-        if method == "fs":
+        if method in ("fs", "fs-fit"):
             top = min(top, FS_MAX_STEPS)
         if top < 1:
             raise SpikeforgeError(f"--steps {n_steps} is too short for {method}: the network "
                                   f"has {n_stages} stages, needs at least {n_stages} steps")
-        grid = (list(range(1, top + 1)) if method == "fs"
+        grid = (list(range(1, top + 1)) if method in ("fs", "fs-fit")
                 else [2**i for i in range(int(np.log2(top)) + 1)] + [top])
     return sorted(set(grid))
 
@@ -59,12 +64,20 @@ def _sops(net: ConvertedNetwork, counts: list[np.ndarray]) -> np.ndarray:
 @torch.no_grad()
 def evaluate_latency(net: ConvertedNetwork, x: torch.Tensor, y: torch.Tensor, method: str,
                      n_steps: int, batch_size: int = 500,
-                     grid: list[int] | None = None) -> list[dict[str, Any]]:
+                     grid: list[int] | None = None,
+                     codes: list[FSCode] | None = None) -> list[dict[str, Any]]:
     """Accuracy, spikes, SOPs and latency of ``net`` on (x, y) for each grid point.
 
+    ``method="fs-fit"`` evaluates the fitted ``codes`` instead of a grid (see
+    :func:`~spikeforge.convert.fs_fit.fit_fs_codes`); their rows also carry ``code``
+    (``K_0/K_1/...``) and ``param`` is the largest K_l (the pipelined interval).
     Returns rows ``{method, param, steps, accuracy, spikes, sops}`` sorted by steps.
     """
     n_stages = len(net.stages)
+    if method == "fs-fit":
+        if not codes:
+            raise SpikeforgeError("method fs-fit needs fitted codes (fit_fs_codes)")
+        grid = [c.interval for c in codes]
     grid = grid or latency_grid(method, n_steps, n_stages)
     correct = np.zeros(len(grid))
     spikes = np.zeros(len(grid))
@@ -76,6 +89,8 @@ def evaluate_latency(net: ConvertedNetwork, x: torch.Tensor, y: torch.Tensor, me
             results = [simulate_rate(net, xb, max(grid), record=grid)]
         elif method == "ttfs":
             results = [simulate_ttfs(net, xb, w) for w in grid]
+        elif method == "fs-fit":
+            results = [simulate_fs(net, xb, c.bits, c.gains) for c in codes or []]
         else:
             results = [simulate_fs(net, xb, k) for k in grid]
         preds = torch.cat([r.predictions for r in results])
@@ -86,9 +101,12 @@ def evaluate_latency(net: ConvertedNetwork, x: torch.Tensor, y: torch.Tensor, me
         sops += _sops(net, counts)
         steps = [s for r in results for s in r.steps]
     n = max(len(x), 1)
-    return [{"method": method, "param": int(p), "steps": int(s), "accuracy": float(c / n),
+    rows = [{"method": method, "param": int(p), "steps": int(s), "accuracy": float(c / n),
              "spikes": float(k / n), "sops": float(o / n)}
             for p, s, c, k, o in zip(grid, steps, correct, spikes, sops, strict=True)]
+    for row, code in zip(rows, codes or [], strict=False):
+        row["code"] = code.label
+    return sorted(rows, key=lambda r: r["steps"])
 
 
 def steps_to_match(rows: list[dict[str, Any]], target: float, tolerance: float = 0.01

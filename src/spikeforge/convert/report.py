@@ -14,13 +14,14 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from spikeforge.atomic import atomic_path, write_text_atomic  # noqa: E402
 
-COLUMNS = ("method", "param", "steps", "accuracy", "spikes", "sops")
+COLUMNS = ("method", "param", "steps", "accuracy", "spikes", "sops", "code")
+"""``code``: per-population K of fs-fit rows (``K_0/K_1/...``), empty otherwise."""
 
 
 def write_table(rows: list[dict[str, Any]], path: Path) -> None:
     """CSV with one row per (method, simulation length)."""
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=COLUMNS, extrasaction="ignore")
+    writer = csv.DictWriter(buffer, fieldnames=COLUMNS, extrasaction="ignore", restval="")
     writer.writeheader()
     writer.writerows(rows)
     write_text_atomic(path, buffer.getvalue())
@@ -29,10 +30,10 @@ def write_table(rows: list[dict[str, Any]], path: Path) -> None:
 def format_table(rows: list[dict[str, Any]], ann_accuracy: float, ann_macs: int) -> str:
     """Fixed-width text table of the rows plus the ANN reference line."""
     lines = [f"{'method':6} {'param':>5} {'steps':>6} {'accuracy':>8} {'spikes':>10} "
-             f"{'SOPs':>12}"]
+             f"{'SOPs':>12}  code"]
     for r in rows:
         lines.append(f"{r['method']:6} {r['param']:5d} {r['steps']:6d} {r['accuracy']:8.4f} "
-                     f"{r['spikes']:10.1f} {r['sops']:12.0f}")
+                     f"{r['spikes']:10.1f} {r['sops']:12.0f}  {r.get('code', '')}".rstrip())
     lines.append(f"{'ANN':6} {'':5} {'':6} {ann_accuracy:8.4f} {'':10} {ann_macs:12d} MACs")
     return "\n".join(lines)
 

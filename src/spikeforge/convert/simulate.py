@@ -27,6 +27,7 @@ Total latency: ``T`` for rate, ``(number of stages) x W`` for ttfs and ``x K`` f
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -35,7 +36,9 @@ import torch
 from spikeforge.convert.ifnet import ConvertedNetwork
 from spikeforge.errors import SpikeforgeError
 
-METHODS = ("rate", "ttfs", "fs")
+METHODS = ("rate", "ttfs", "fs", "fs-fit")
+"""Conversion codes; ``fs-fit`` is ``fs`` with per-population K and scale fitted on training
+data (:mod:`spikeforge.convert.fs_fit`)."""
 
 
 @dataclass
@@ -143,23 +146,45 @@ def fs_code(value: torch.Tensor, k_steps: int) -> tuple[torch.Tensor, torch.Tens
     return torch.stack(spikes), decoded
 
 
-@torch.no_grad()
-def simulate_fs(net: ConvertedNetwork, x: torch.Tensor, k_steps: int) -> SimResult:
-    """Few-spike network with ``k_steps`` steps per neuron (binary code, see module doc)."""
-    if k_steps < 1:
+def fs_bits(k_steps: int | Sequence[int], n_populations: int) -> list[int]:
+    """Per-population K: an int is used for every population, a sequence must have one
+    entry per spiking population (input first)."""
+    bits = [int(k_steps)] * n_populations if isinstance(k_steps, int) else \
+        [int(k) for k in k_steps]
+    if len(bits) != n_populations:
+        raise SpikeforgeError(f"fs needs one K per spiking population ({n_populations}), got "
+                              f"{len(bits)}")
+    if min(bits) < 1:
         raise SpikeforgeError("fs needs at least 1 time step per neuron")
+    return bits
+
+
+@torch.no_grad()
+def simulate_fs(net: ConvertedNetwork, x: torch.Tensor, k_steps: int | Sequence[int],
+                gains: Sequence[float] | None = None) -> SimResult:
+    """Few-spike network (binary code, see module doc).
+
+    ``k_steps``: K for every spiking population, or one K per population (input first);
+    the latency is their sum. ``gains``: per population ``c_l`` (default 1): the code's
+    thresholds, resets and spike values are ``c_l 2^-t`` (normalised units), i.e. the
+    population codes [0, c_l) with step ``c_l 2^-K`` (``c_l < 1`` trades clipping of the
+    largest activations for finer resolution).
+    """
+    bits = fs_bits(k_steps, len(net.stages))
+    gains = [1.0] * len(bits) if gains is None else [float(g) for g in gains]
+    if len(gains) != len(bits) or min(gains) <= 0:
+        raise SpikeforgeError("fs gains must be positive, one per spiking population")
     value = x
     counts: list[torch.Tensor] = []
     decoded: list[torch.Tensor] = []
-    for stage in net.stages:
-        spikes, code = fs_code(value, k_steps)
+    for stage, k, gain in zip(net.stages, bits, gains, strict=True):
+        spikes, code = fs_code(value / gain, k)
         potential = stage.bias.expand(len(x), *stage.out_shape).clone()
-        for t in range(k_steps):  # stage integrates the incoming spikes step by step
-            potential += 2.0 ** -(t + 1) * stage.synaptic(spikes[t].to(x.dtype))
+        for t in range(k):  # stage integrates the incoming spikes step by step
+            potential += (gain * 2.0 ** -(t + 1)) * stage.synaptic(spikes[t].to(x.dtype))
         counts.append(_flat_sum(spikes.sum(0).to(torch.float64)))
-        decoded.append(code)
+        decoded.append(code * gain)
         value = potential
     out = potential.reshape(len(x), -1)
-    steps = k_steps * len(net.stages)
-    return SimResult([steps], out.argmax(1)[None], [c.numpy()[None] for c in counts], out,
+    return SimResult([sum(bits)], out.argmax(1)[None], [c.numpy()[None] for c in counts], out,
                      decoded[1:])

@@ -6,6 +6,7 @@ import pytest
 from spikeforge.data.augment import (
     Augmenter,
     Blend,
+    BlendedSamples,
     ChannelShift,
     NeighbourSwap,
     TimeScale,
@@ -130,6 +131,9 @@ def test_augmenter_is_seeded_by_seed_and_epoch():
     ({"name": "shift", "shift": 3}, "has no parameter 'shift'"),
     ({"name": "blend", "p": 1.5}, "must be <= 1"),
     ({"name": "time_scale", "max_change": -0.1}, ">= 0"),
+    ({"name": "blend", "mode": "mix"}, "blend.mode must be one of replace, append"),
+    ({"name": "blend", "p": 1.5, "mode": "replace"}, "must be <= 1"),
+    ({"name": "blend", "p": -0.5, "mode": "append"}, ">= 0"),
 ])
 def test_bad_augmentation_specs(spec, message):
     with pytest.raises(SpikeforgeError, match=message):
@@ -151,3 +155,81 @@ def test_delay_lines_expand_channels_and_shift_time():
     assert ds.subset(np.array([0])).n_inputs == 30
     with pytest.raises(SpikeforgeError, match="copies must be >= 1"):
         DelayLines(0, 1.0)
+
+
+def _banded_source(n_per_class=10, n_classes=3, spikes=2000, seed=7):
+    """Class c: every spike on channels 30c..30c+9 (uniform), steps 0..399."""
+    rng = np.random.default_rng(seed)
+    samples, labels = [], []
+    for i in range(n_per_class * n_classes):
+        c = i % n_classes
+        steps = np.sort(rng.integers(0, 400, spikes))
+        samples.append((steps, 30 * c + rng.integers(0, 10, spikes)))
+        labels.append(c)
+    return _source(samples, labels, n_channels=100, n_steps=1000)
+
+
+@pytest.mark.parametrize("p, expected", [(0.5, 45), (1.0, 60), (1.5, 75), (0.0, 30)])
+def test_append_blend_epoch_size(p, expected):
+    source = _banded_source()
+    aug = Augmenter.from_specs([{"name": "blend", "p": p, "mode": "append"}], source)
+    epoch = aug.epoch_dataset(seed=0, epoch=0)
+    assert len(epoch) == expected and len(epoch.labels) == expected
+    np.testing.assert_array_equal(epoch.labels[:30], source.labels)
+    for i in range(30):  # the originals come first, unchanged
+        assert epoch[i][0][0] is source.samples[i][0]
+    events, labels = epoch.collate([epoch[i] for i in range(expected)])
+    assert events.n_batch == expected and events.n_units == source.n_inputs
+    # replace mode never changes the epoch size
+    assert Augmenter.from_specs([{"name": "blend", "p": 1.0}], source).epoch_dataset(
+        0, 0) is source
+
+
+def test_appended_blends_are_same_class_mixtures():
+    source = _banded_source()
+    blend = Blend(p=2.0, mode="append")
+    pairs = blend.epoch_pairs(source, np.random.default_rng(0))
+    labels = source.labels
+    assert pairs.shape == (60, 2)
+    np.testing.assert_array_equal(labels[pairs[:, 0]], labels[pairs[:, 1]])
+    assert len(set(pairs[:, 0].tolist())) > 20  # first samples spread over the set
+    aug = Augmenter([blend], source)
+    epoch = aug.epoch_dataset(seed=3, epoch=5)
+    blends = epoch.samples.parts[1]
+    assert isinstance(blends, BlendedSamples)
+    for j in range(len(blends)):
+        (steps, units), label = epoch[30 + j]
+        a, b = blends.pairs[j]
+        assert label == labels[a] == labels[b]
+        # half of each partner's 2,000 spikes, all in the class band (a partner of another
+        # class would pull the channels 15 or more away)
+        assert 1800 < units.size < 2200
+        assert units.min() >= 30 * label - 1 and units.max() <= 30 * label + 10
+        assert np.all(np.diff(steps) >= 0)
+        expected = blend_pair(source.samples[a], source.samples[b],
+                              np.random.default_rng([3, 5, 0xB1E, 0, j]), source)
+        np.testing.assert_array_equal(steps, expected[0])
+        np.testing.assert_array_equal(units, expected[1])
+
+
+def test_append_blend_is_seeded_by_seed_and_epoch_and_combines_with_shift():
+    source = _banded_source(n_per_class=4)
+    specs = [{"name": "shift", "max_shift": 5}, {"name": "blend", "p": 0.5, "mode": "append"}]
+    aug = Augmenter.from_specs(specs, source)
+    assert [type(t).__name__ for t in aug.transforms] == ["ChannelShift"] and aug
+
+    def epoch_dense(seed, epoch):
+        data = aug.epoch_dataset(seed, epoch)
+        return np.stack([e.to_dense() for e, _ in iterate_batches(
+            data, 3, True, epoch, aug.for_epoch(seed, epoch))])
+
+    first = epoch_dense(0, 2)
+    assert first.shape[0] == 6  # (12 + 6) / 3 batches
+    np.testing.assert_array_equal(first, epoch_dense(0, 2))  # exact on recomputation
+    assert not np.array_equal(first, epoch_dense(0, 3))
+    assert not np.array_equal(first, epoch_dense(1, 2))
+    a = aug.epoch_dataset(0, 2).samples.parts[1]
+    b = Augmenter.from_specs(specs, source).epoch_dataset(0, 2).samples.parts[1]
+    np.testing.assert_array_equal(a.pairs, b.pairs)
+    for j in reversed(range(len(a))):  # any access order gives the same blend
+        np.testing.assert_array_equal(a[j][1], b[j][1])

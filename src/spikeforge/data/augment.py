@@ -14,21 +14,25 @@ Transforms (names as used in ``data.augment`` of a run config):
 * ``swap`` :class:`NeighbourSwap` -- local jitter: adjacent channel pairs (random pairing
   offset) are exchanged, each pair with probability ``p``; moves a channel by <= 1.
 * ``time_scale`` :class:`TimeScale` -- times *= f, f ~ U[1 - max_change, 1 + max_change].
-* ``blend`` :class:`Blend` -- with probability ``p`` the sample is replaced by a blend with
-  a random training sample of the same class (Cramer et al. 2020; Nowotny et al.): both
-  are moved half-way towards each other's centre of mass in time and channel, then each
-  spike of each is kept with probability 1/2. (mlGeNN appends as many blended samples as
-  the training set holds each epoch; replacing with p = 0.5 shows the network the same
-  50/50 mixture at half the epoch cost.)
+* ``blend`` :class:`Blend` -- blends of two training samples of the same class (Cramer et
+  al. 2020; Nowotny et al.): both are moved half-way towards each other's centre of mass
+  in time and channel, then each spike of each is kept with probability 1/2.
+  ``mode: replace`` (default): with probability ``p`` a sample is replaced by its blend
+  with a random same-class partner. ``mode: append`` (mlGeNN's
+  ``shd_delay_shift_blend.py``, which appends as many blends as the training set holds,
+  i.e. ``p: 1.0``): each epoch trains on the N original samples plus round(p * N) new
+  blends of random same-class pairs (``p`` may exceed 1); the other transforms then apply
+  to originals and blends alike. Blends are computed lazily per item (memory O(N)).
 
 :class:`Augmenter` applies a list of transforms to each batch with a generator seeded from
-(run seed, epoch), so a resumed run sees exactly the same augmented batches.
+(run seed, epoch), and draws the appended blends from generators seeded the same way, so a
+resumed run sees exactly the same augmented epochs.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -89,21 +93,93 @@ class TimeScale:
         return _clip(np.round(sample[0] * factor).astype(np.int64), sample[1], source)
 
 
+BLEND_MODES = ("replace", "append")
+
+
 @dataclass(frozen=True)
 class Blend:
-    """With probability ``p``, blend the sample with a random same-class training sample."""
+    """Blend same-class training samples (see module docstring for the two modes).
+
+    ``mode="replace"``: called per item, replaces it with probability ``p`` by a blend with
+    a random same-class partner. ``mode="append"``: per-item calls return the sample
+    unchanged; :meth:`epoch_pairs` and :class:`BlendedSamples` build the round(p * N)
+    appended blends of an epoch.
+    """
 
     p: float = 0.5
+    mode: str = "replace"
+
+    @property
+    def appends(self) -> bool:
+        return self.mode == "append"
 
     def __call__(self, sample: Sample, label: int, rng: np.random.Generator,
                  source: SpikeDataset) -> Sample:
-        if rng.random() >= self.p:
+        if self.appends or rng.random() >= self.p:
             return sample
         pool = _class_index(source).get(int(label))
         if pool is None or pool.size == 0:
             return sample
         other = source.samples[int(pool[rng.integers(pool.size)])]
         return blend_pair(sample, other, rng, source)
+
+    def epoch_pairs(self, source: SpikeDataset, rng: np.random.Generator) -> np.ndarray:
+        """int64 [round(p * N), 2]: (first, partner) indices into ``source``; the first is
+        uniform over the N samples, the partner uniform over the first's class."""
+        labels = np.asarray(source.labels)
+        first = rng.integers(0, labels.size, int(round(self.p * labels.size)))
+        partner = np.empty_like(first)
+        index = _class_index(source)
+        for label in np.unique(labels[first]):
+            rows = np.flatnonzero(labels[first] == label)
+            pool = index[int(label)]
+            partner[rows] = pool[rng.integers(0, pool.size, rows.size)]
+        return np.stack([first, partner], axis=1).astype(np.int64)
+
+
+class BlendedSamples(Sequence):
+    """Appended blends of one epoch, computed on access: item j is
+    ``blend_pair(samples[pairs[j, 0]], samples[pairs[j, 1]])`` with its own generator
+    seeded by (``key``, j), so any item can be recomputed exactly in any order."""
+
+    def __init__(self, source: SpikeDataset, pairs: np.ndarray, key: Sequence[int]) -> None:
+        self.source, self.pairs, self.key = source, np.asarray(pairs, np.int64), list(key)
+
+    def __len__(self) -> int:
+        return int(self.pairs.shape[0])
+
+    def __getitem__(self, j):  # type: ignore[override]
+        if isinstance(j, slice):
+            return [self[i] for i in range(*j.indices(len(self)))]
+        a, b = (self.source.samples[int(i)] for i in self.pairs[int(j)])
+        rng = np.random.default_rng([*self.key, int(j)])
+        return blend_pair(_as_int64(a), _as_int64(b), rng, self.source)
+
+
+class _Concat(Sequence):
+    """Read-only concatenation of sample sequences (no copies)."""
+
+    def __init__(self, parts: Sequence[Sequence[Sample]]) -> None:
+        self.parts = list(parts)
+        self.ends = np.cumsum([len(p) for p in self.parts])
+
+    def __len__(self) -> int:
+        return int(self.ends[-1]) if self.parts else 0
+
+    def __getitem__(self, i):  # type: ignore[override]
+        if isinstance(i, slice):
+            return [self[k] for k in range(*i.indices(len(self)))]
+        i = int(i)
+        if i < 0:
+            i += len(self)
+        if not 0 <= i < len(self):
+            raise IndexError(i)
+        part = int(np.searchsorted(self.ends, i, side="right"))
+        return self.parts[part][i - (int(self.ends[part - 1]) if part else 0)]
+
+
+def _as_int64(sample: Sample) -> Sample:
+    return np.asarray(sample[0], np.int64), np.asarray(sample[1], np.int64)
 
 
 def blend_pair(a: Sample, b: Sample, rng: np.random.Generator, source: SpikeDataset) -> Sample:
@@ -156,28 +232,58 @@ def build_transform(spec: dict[str, Any]):
     if unknown:
         raise SpikeforgeError(f"augmentation {name!r} has no parameter {sorted(unknown)[0]!r}; "
                               f"it takes {', '.join(sorted(allowed))}")
+    if cls is Blend and params.get("mode", "replace") not in BLEND_MODES:
+        raise SpikeforgeError(f"augmentation blend.mode must be one of {', '.join(BLEND_MODES)}, "
+                              f"got {params['mode']!r}")
     transform = cls(**params)
     for field in fields(cls):
         value = getattr(transform, field.name)
-        if not isinstance(value, int | float) or value < 0:
+        if field.name == "mode":
+            continue
+        if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
             raise SpikeforgeError(f"augmentation {name}.{field.name} must be a number >= 0")
-        if field.name in ("p", "max_change") and value > 1:
+        appended = field.name == "p" and getattr(transform, "appends", False)
+        if field.name in ("p", "max_change") and value > 1 and not appended:
             raise SpikeforgeError(f"augmentation {name}.{field.name} must be <= 1")
     return transform
 
 
 class Augmenter:
-    """Apply ``transforms`` in order to every item of a training batch."""
+    """Enlarge each epoch with appended blends, then apply the per-item ``transforms`` in
+    order to every item of a training batch."""
 
     def __init__(self, transforms: Sequence, source: SpikeDataset) -> None:
-        self.transforms, self.source = list(transforms), source
+        transforms = list(transforms)
+        self.appenders = [t for t in transforms if getattr(t, "appends", False)]
+        self.transforms = [t for t in transforms if not getattr(t, "appends", False)]
+        self.source = source
 
     @classmethod
     def from_specs(cls, specs: Sequence[dict[str, Any]], source: SpikeDataset) -> Augmenter:
         return cls([build_transform(s) for s in specs], source)
 
     def __bool__(self) -> bool:
-        return bool(self.transforms)
+        return bool(self.transforms or self.appenders)
+
+    def epoch_dataset(self, seed: int, epoch: int) -> SpikeDataset:
+        """Training set of ``epoch``: the source, followed by the blends of every
+        append-mode transform (pairs and blends seeded by (seed, epoch)); the source
+        itself when there are none. Labels (and speakers) of a blend are its first
+        sample's."""
+        if not self.appenders:
+            return self.source
+        src = self.source
+        parts, labels = [src.samples], [np.asarray(src.labels)]
+        speakers = None if src.speakers is None else [np.asarray(src.speakers)]
+        for k, appender in enumerate(self.appenders):
+            key = [seed & 0xFFFFFFFF, epoch, 0xB1E, k]
+            pairs = appender.epoch_pairs(src, np.random.default_rng(key))
+            parts.append(BlendedSamples(src, pairs, key))
+            labels.append(labels[0][pairs[:, 0]])
+            if speakers is not None:
+                speakers.append(speakers[0][pairs[:, 0]])
+        return replace(src, samples=_Concat(parts), labels=np.concatenate(labels),
+                       speakers=None if speakers is None else np.concatenate(speakers))
 
     def for_epoch(self, seed: int, epoch: int):
         """Batch transform ``items -> items`` with its own generator seeded by

@@ -125,6 +125,9 @@ class TrainConfig(_Strict):
     batch_size: int = Field(32, ge=1)
     lr: float = Field(1e-2, gt=0)
     lr_schedule: Literal["constant", "cosine", "step"] = "cosine"
+    lr_warmup: Literal["none", "ease_in"] = Field(
+        "none", description="ease_in: per-batch lr factor min(1, 1e-3 * 1.05**k), k the "
+        "global batch count (full rate from batch 142; mlGeNN SHD recipe)")
     loss: Literal["sum", "sum_exp", "max", "first_spike"] = "sum_exp"
     reg_strength: float = Field(1e-3, ge=0, description="hidden spike-count regulariser")
     reg_target_hz: float = Field(10.0, ge=0)

@@ -22,6 +22,7 @@ from spikeforge.train.losses import (
     silent_output_penalty,
     spike_count_penalty,
 )
+from spikeforge.train.lr_schedule import warmup_factor
 
 if TYPE_CHECKING:  # the config is plain data handed down by experiments/
     from spikeforge.experiments.config import RunConfig
@@ -102,16 +103,23 @@ class Trainer:
     def train_epoch(self, epoch: int, progress: Progress | None = None) -> dict[str, float]:
         cfg = self.config.train
         self.network.train()
+        base_lr = cfg.lr * _lr_factor(cfg.lr_schedule, epoch, cfg.epochs)
         for group in self.optimizer.param_groups:
-            group["lr"] = cfg.lr * _lr_factor(cfg.lr_schedule, epoch, cfg.epochs)
-        n_batches = math.ceil(len(self.splits.train) / cfg.batch_size)
+            group["lr"] = base_lr
+        # append-mode augmentation (blend) enlarges the epoch: originals + new samples
+        train_set = (self.augmenter.epoch_dataset(self.config.seed, epoch) if self.augmenter
+                     else self.splits.train)
+        n_batches = math.ceil(len(train_set) / cfg.batch_size)
         task = progress.add_task(f"epoch {epoch + 1}/{cfg.epochs}", total=n_batches,
                                  stats="") if progress else None
         total_loss, correct, seen = 0.0, 0, 0
         seed = self.config.seed * 100_003 + epoch
         augment = self.augmenter.for_epoch(self.config.seed, epoch) if self.augmenter else None
-        for events, labels in iterate_batches(self.splits.train, cfg.batch_size, True, seed,
-                                              augment):
+        batches = iterate_batches(train_set, cfg.batch_size, True, seed, augment)
+        for batch, (events, labels) in enumerate(batches):
+            if cfg.lr_warmup != "none":  # per batch, global batch count (exact on resume)
+                for group in self.optimizer.param_groups:
+                    group["lr"] = base_lr * warmup_factor(cfg.lr_warmup, epoch, batch, n_batches)
             self.optimizer.zero_grad()
             loss, predictions = self._loss_and_predictions(events, labels)
             (loss + self._regulariser()).backward()

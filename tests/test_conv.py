@@ -13,7 +13,14 @@ from spikeforge.engine import Events
 from spikeforge.errors import SpikeforgeError
 from spikeforge.experiments.config import load_config
 from spikeforge.model.connectivity import ConvSpec
-from spikeforge.nn.conv import conv_matrix, make_conv, make_pooled, pool_matrix
+from spikeforge.nn.conv import (
+    conv_matrix,
+    conv_matrix_reference,
+    make_conv,
+    make_pooled,
+    pool_matrix,
+    unpool_columns,
+)
 from spikeforge.train import readout_loss
 
 needs_bptt = pytest.mark.skipif(
@@ -34,6 +41,30 @@ def test_dense_maps_equal_conv2d_and_avg_pool():
     assert pooled.shape[1] == int(np.prod(spec.pooled_shape))
 
 
+@pytest.mark.parametrize("shape, channels, kernel, stride, padding, pool", [
+    ((2, 7, 6), 3, 3, 2, 1, 2),   # odd sizes: pooling drops the last row
+    ((1, 8, 8), 4, 3, 1, 1, 2),
+    ((3, 5, 9), 2, 5, 1, 2, 3),
+    ((1, 4, 4), 2, 4, 1, 0, 1),   # kernel covers the whole image
+])
+def test_gathered_maps_equal_the_identity_basis_reference(shape, channels, kernel, stride,
+                                                          padding, pool):
+    """The index-gather conv matrix and pooling fold equal conv2d / avg_pool2d applied to
+    every one-hot input (the simple reference), values and kernel gradients."""
+    spec = ConvSpec(shape, channels, kernel, stride, padding, pool)
+    kernel_t = torch.randn(channels, shape[0], kernel, kernel, dtype=torch.float64,
+                           requires_grad=True)
+    fast, reference = conv_matrix(kernel_t, spec), conv_matrix_reference(kernel_t, spec)
+    torch.testing.assert_close(fast, reference)
+    probe = torch.randn_like(reference)
+    (grad_fast,) = torch.autograd.grad((fast * probe).sum(), kernel_t)
+    (grad_ref,) = torch.autograd.grad((reference * probe).sum(), kernel_t)
+    torch.testing.assert_close(grad_fast, grad_ref)
+    pooled_w = torch.randn(5, int(np.prod(spec.pooled_shape)), dtype=torch.float64)
+    torch.testing.assert_close(unpool_columns(pooled_w, spec),
+                               pooled_w @ pool_matrix(spec, torch.float64))
+
+
 def _image_events(rng, n_batch, shape, dt, n_steps, window_ms=8.0):
     n_units = int(np.prod(shape))
     samples = []
@@ -51,7 +82,7 @@ def _conv_net(dt, method, seed):
     hidden = snn.LIF(16, conv.units, dt=dt, dense_output=False, **how).double()
     make_conv(hidden, conv, None, mean=1.6, std=0.6)
     readout = snn.LI(conv.units, 2, dt=dt, weight_std=2.0, **how).double()
-    make_pooled(readout, pool_matrix(conv), conv.pool**2, mean=0.0, std=2.0)
+    make_pooled(readout, conv, mean=0.0, std=2.0)
     return hidden, readout
 
 
@@ -94,7 +125,7 @@ def test_bptt_conv_kernel_gradient_matches_finite_differences():
     layer = snn.LI(16, conv.units, dt=0.5, method="bptt").double()
     make_conv(layer, conv, None, mean=0.5, std=1.0)
     readout = snn.LI(conv.units, 2, dt=0.5, method="bptt").double()
-    make_pooled(readout, pool_matrix(conv), 4, mean=0.0, std=1.0)
+    make_pooled(readout, conv, mean=0.0, std=1.0)
     x = torch.from_numpy(
         _image_events(np.random.default_rng(1), 2, (1, 4, 4), 0.5, 40).to_dense())
     labels = torch.tensor([1, 0])
@@ -146,6 +177,25 @@ def test_config_builds_conv_network_and_round_trips_state():
     clone = SpikingNetwork(spec)
     clone.load_state_dict(net.state_dict())
     torch.testing.assert_close(clone.layers[0].weight, net.layers[0].weight)
+
+
+def test_two_conv_stages_fold_the_first_pooling_into_the_second_kernel():
+    """conv -> pool -> conv -> pool -> dense: each layer's dense weight equals the
+    reference maps (conv2d on the identity basis, dense pooling matrix)."""
+    from spikeforge.nn import SpikingNetwork
+
+    config = _config(**{"model.conv": [{"channels": 3, "kernel": 3, "padding": 1, "pool": 2},
+                                       {"channels": 4, "kernel": 3, "pool": 1}],
+                        "model.hidden": [5]})
+    net = SpikingNetwork(config.model.network_spec(64, 10, 1.0, False)).double()
+    first, second = net.spec.layers[0].conv, net.spec.layers[1].conv
+    assert second.in_shape == (3, 4, 4) and second.out_shape == (4, 2, 2)
+    kernel = net.layers[1].parametrizations.weight.original
+    expected = conv_matrix_reference(kernel, second) @ pool_matrix(first, torch.float64)
+    torch.testing.assert_close(net.layers[1].weight, expected)
+    assert net.layers[1].weight.shape == (16, 3 * 8 * 8)
+    assert net.layers[2].weight.shape == (5, 16)  # pool 1: the dense layer reads all units
+    assert not any("unpool" in key or "position" in key for key in net.state_dict())
 
 
 @pytest.mark.parametrize("overrides, message", [

@@ -13,7 +13,7 @@ from torch import nn
 from spikeforge.errors import SpikeforgeError
 from spikeforge.model.network import LayerSpec
 from spikeforge.model.neurons import LIFParams
-from spikeforge.nn.conv import make_conv, make_pooled, pool_matrix
+from spikeforge.nn.conv import make_conv, make_pooled
 from spikeforge.nn.delays import DelayedLI, DelayedLIF
 
 
@@ -46,10 +46,9 @@ def structure_layer(layer: nn.Module, spec: LayerSpec, previous: LayerSpec | Non
                 "delays work on dense LIF / LI layers only (not conv, pooled input or ALIF); "
                 "remove model.delays or the conv / neuron setting")
         return _delayed(layer, spec, dt, method, backend, surrogate_slope)
-    in_pool = pool_matrix(conv_before) if pooled else None
+    pooled_from = conv_before if pooled else None
     if spec.conv is not None:
-        return make_conv(layer, spec.conv, in_pool, spec.weight_mean, spec.weight_std)
-    if in_pool is not None:
-        return make_pooled(layer, in_pool, conv_before.pool**2, spec.weight_mean,
-                           spec.weight_std)
+        return make_conv(layer, spec.conv, pooled_from, spec.weight_mean, spec.weight_std)
+    if pooled_from is not None:
+        return make_pooled(layer, pooled_from, spec.weight_mean, spec.weight_std)
     return layer

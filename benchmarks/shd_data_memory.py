@@ -6,9 +6,10 @@
    samples, 700 channels, about ``--spikes`` events per sample over <= 1.2 s) into
    ``--folder`` (kept and reused; generated once).
 2. In a fresh subprocess: loads them with the recipe config (configs/shd_eventprop.yaml:
-   1 ms steps, delay lines x10, shift + blend augmentation) and runs one full training
-   epoch of *data handling* (augment, delay-line expansion, binning, collation into
-   Events) without the network. Reports peak RSS minus the RSS after imports, and the
+   1 ms steps, delay lines x10, shift + appended blends, so an epoch holds the N
+   training samples plus N lazily computed blends) and runs one full training epoch of
+   *data handling* (augment, delay-line expansion, binning, collation into Events)
+   without the network. Reports peak RSS minus the RSS after imports, and the
    bytes held by the event arrays.
 3. Optionally times ``--train-batches`` real training batches of the recipe (forward +
    EventProp backward + Adam) and extrapolates to one epoch.
@@ -76,14 +77,17 @@ def measure(folder: Path, train_batches: int) -> dict:
     load_s = time.perf_counter() - t0
     after_load = _rss_mb()
     store = splits.train.samples
-    augment = Augmenter.from_specs(config.data.augment, splits.train).for_epoch(0, 0)
+    augmenter = Augmenter.from_specs(config.data.augment, splits.train)
+    epoch_set = augmenter.epoch_dataset(0, 0)  # originals + appended blends
     t0 = time.perf_counter()
     n_events = 0
-    for events, _ in iterate_batches(splits.train, config.train.batch_size, True, 0, augment):
+    for events, _ in iterate_batches(epoch_set, config.train.batch_size, True, 0,
+                                     augmenter.for_epoch(0, 0)):
         n_events += events.n_events
     epoch_data_s = time.perf_counter() - t0
     result = {
-        "train_samples": len(splits.train), "val_samples": len(splits.val),
+        "train_samples": len(splits.train), "epoch_samples": len(epoch_set),
+        "val_samples": len(splits.val),
         "test_samples": len(splits.test),
         "events_per_sample_in_file": float(np.diff(store.ptr).mean()),
         "event_arrays_mb": round(store.nbytes / 2**20, 1),
@@ -93,7 +97,7 @@ def measure(folder: Path, train_batches: int) -> dict:
         "data_peak_minus_imports_mb": round(_peak_mb() - base, 1),
         "load_seconds": round(load_s, 1),
         "epoch_data_handling_seconds": round(epoch_data_s, 1),
-        "expanded_events_per_sample_per_epoch": round(n_events / len(splits.train)),
+        "expanded_events_per_sample_per_epoch": round(n_events / len(epoch_set)),
     }
     if train_batches:
         from spikeforge.train.trainer import Trainer, build_network
@@ -105,11 +109,12 @@ def measure(folder: Path, train_batches: int) -> dict:
         t0 = time.perf_counter()
         row = trainer.train_epoch(0)
         seconds = time.perf_counter() - t0
-        per_batch = seconds / train_batches
+        batches = -(-len(trainer.augmenter.epoch_dataset(0, 0)) // config.train.batch_size)
+        per_batch = seconds / batches
         result.update({
-            "train_batches_timed": train_batches,
+            "train_batches_timed": batches,
             "seconds_per_batch_of_32": round(per_batch, 2),
-            "extrapolated_epoch_minutes": round(per_batch * len(splits.train) / 32 / 60, 1),
+            "extrapolated_epoch_minutes": round(per_batch * len(epoch_set) / 32 / 60, 1),
             "hidden_rate_hz_during_timing": round(trainer.evaluate(small).hidden_rate_hz, 1),
             "train_loss": round(row["train_loss"], 3),
         })

@@ -21,7 +21,11 @@ from spikeforge.experiments import run_folder as rf
 from spikeforge.experiments.config import RunConfig, load_config
 from spikeforge.experiments.delay_plots import plot_delay_histograms
 from spikeforge.experiments.plots import plot_learning_curves, plot_raster
-from spikeforge.experiments.speaker_report import report_evaluation
+from spikeforge.experiments.speaker_report import (
+    VAL_KEY,
+    report_evaluation,
+    report_validation,
+)
 from spikeforge.train.checkpoint import load_checkpoint, save_checkpoint
 from spikeforge.train.trainer import Trainer, build_network
 
@@ -75,6 +79,10 @@ def train_run(config: RunConfig, out: Path, console: Console | None = None,
             val = trainer.evaluate(splits.val)
             row.update(val_loss=val.loss, val_accuracy=val.accuracy,
                        hidden_rate_hz=val.hidden_rate_hz, train_seconds=elapsed)
+            # speaker datasets: per-speaker accuracy in the row, val_speaker_report.json + PNGs
+            val_speakers = report_validation(val, splits.val, out, metrics, epoch + 1)
+            if val_speakers is not None:
+                row[VAL_KEY] = val_speakers
             metrics.append(row)
             rf.write_metrics(out, metrics)
             save_checkpoint(out / rf.CHECKPOINT,

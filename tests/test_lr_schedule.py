@@ -90,7 +90,8 @@ def test_ease_in_with_appended_blends_counts_the_longer_epoch():
 
 def test_kill_and_resume_mid_ramp_gives_identical_weights(tmp_path):
     splits = _splits()
-    config = _config()
+    augment = [{"name": "shift", "max_shift": 3}, {"name": "blend", "p": 0.5, "mode": "append"}]
+    config = _config(data_augment=augment)  # appended blends must resume exactly too
     reference = train_run(config, tmp_path / "ref", splits=splits)
 
     class KilledError(Exception):
@@ -111,11 +112,12 @@ def test_kill_and_resume_mid_ramp_gives_identical_weights(tmp_path):
     for key in a:
         torch.testing.assert_close(a[key], b[key], rtol=0, atol=0)
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-    n_batches = math.ceil(len(splits.train) / 8)
+    n_batches = math.ceil(1.5 * len(splits.train) / 8)  # 40 originals + 20 blends
     assert [r["lr"] for r in rows] == pytest.approx(
         [0.01 * 1e-3 * 1.05 ** ((e + 1) * n_batches - 1) for e in range(3)], rel=1e-12)
     # the warm-up matters: without it the same run ends elsewhere
-    plain = train_run(_config(lr_warmup="none"), tmp_path / "plain", splits=splits)
+    plain = train_run(_config(lr_warmup="none", data_augment=augment), tmp_path / "plain",
+                      splits=splits)
     c = torch.load(tmp_path / "plain" / "model.pt", weights_only=True)["model"]
     assert plain["run_dir"] != reference["run_dir"]
     assert any(not torch.equal(a[k], c[k]) for k in a)

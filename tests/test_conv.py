@@ -212,3 +212,79 @@ def test_bad_conv_configs_fail_at_build_time(overrides, message):
     with pytest.raises(SpikeforgeError, match=message.replace("[", r"\[").replace("]", r"\]")):
         config = load_config(None, {"data.name": "digits", **tree})
         config.model.network_spec(64, 10, 1.0, False).validate()
+
+
+def test_weight_is_built_once_per_forward_and_edits_are_seen_outside(monkeypatch):
+    """Inside one layer forward the dense weight is built once (the layer reads it for its
+    dtype and for the kernel call); outside a forward every access rebuilds, so an edit
+    through ``.data`` (as finite-difference checks do) is never hidden by a cache."""
+    from spikeforge.nn.conv import ConvWeight
+
+    conv = ConvSpec((1, 4, 4), channels=2, kernel=3, pool=2)
+    layer = make_conv(snn.LIF(16, conv.units, dt=1.0), conv, None, mean=1.6, std=0.6)
+    builds = []
+    original_build = ConvWeight.build
+    monkeypatch.setattr(ConvWeight, "build",
+                        lambda self, k: builds.append(1) or original_build(self, k))
+    events = _image_events(np.random.default_rng(0), 2, (1, 4, 4), 1.0, 20)
+    layer(snn.event_input(events, torch.float32))
+    assert len(builds) == 1
+    kernel = layer.parametrizations.weight.original
+    before = layer.weight.clone()
+    kernel.data[0, 0, 1, 1] += 0.5
+    changed = (layer.weight - before).abs() > 0
+    assert changed.sum() == 4  # the centre tap of map 0: one input for each of its 2x2 outputs
+    assert changed[:4].sum(dim=1).tolist() == [1, 1, 1, 1]  # units 0-3 are map 0
+    assert len(builds) == 3
+
+
+def _write_idx(path, array):
+    header = bytes([0, 0, 8, array.ndim]) + b"".join(int(n).to_bytes(4, "big")
+                                                      for n in array.shape)
+    path.write_bytes(header + array.astype(np.uint8).tobytes())
+
+
+def test_recipe_builds_and_trains_one_batch_on_mnist_size_images(tmp_path):
+    """configs/digits_conv.yaml on 28x28 images (tiny fake IDX files): the 16x28x28 conv
+    layer's dense weight builds and one EventProp batch gives finite kernel gradients."""
+    from pathlib import Path
+
+    from spikeforge.data import iterate_batches
+    from spikeforge.data.registry import load_data
+    from spikeforge.train.trainer import Trainer, build_network
+
+    rng = np.random.default_rng(0)
+    for part, n in (("train", 20), ("t10k", 4)):
+        images = np.where(rng.random((n, 28, 28)) < 0.2, rng.integers(1, 256, (n, 28, 28)), 0)
+        _write_idx(tmp_path / f"{part}-images-idx3-ubyte", images)
+        _write_idx(tmp_path / f"{part}-labels-idx1-ubyte", np.arange(n) % 10)
+    recipe = Path(__file__).parents[1] / "configs" / "digits_conv.yaml"
+    config = load_config(recipe, {"data.name": "mnist", "data.data_dir": str(tmp_path),
+                                  "data.download": False, "model.input_shape": [1, 28, 28]})
+    splits = load_data(config.data)
+    net = build_network(config, splits)
+    assert net.layers[0].weight.shape == (16 * 28 * 28, 784)
+    assert net.layers[1].weight.shape == (128, 16 * 28 * 28)
+    trainer = Trainer(config, splits, net)
+    events, labels = next(iter(iterate_batches(splits.train, 8, False)))
+    loss, _ = trainer._loss_and_predictions(events, labels)
+    loss.backward()
+    grad = net.layers[0].parametrizations.weight.original.grad
+    assert grad.shape == (16, 1, 3, 3) and torch.isfinite(grad).all() and grad.abs().sum() > 0
+    assert net.layers[0].last_record.events.n_events > 0
+
+
+@pytest.mark.slow
+def test_digits_conv_recipe_trains_above_85_percent(tmp_path):
+    """The documented recipe (EventProp, its configured epochs) end to end."""
+    from pathlib import Path
+
+    from rich.console import Console
+
+    from spikeforge.experiments.runner import train_run
+
+    recipe = Path(__file__).parents[1] / "configs" / "digits_conv.yaml"
+    config = load_config(recipe, {"train.threads": 1})
+    results = train_run(config, tmp_path / "run", console=Console(quiet=True))
+    assert results["epochs"] == config.train.epochs
+    assert results["test_accuracy"] > 0.85

@@ -40,9 +40,11 @@ from spikeforge.model.connectivity import ConvSpec
 
 
 def conv_index(spec: ConvSpec) -> tuple[torch.Tensor, torch.Tensor]:
-    """Index tables of the conv matrix: flat positions ``o * in_units + i`` in the dense
-    ``[spec.units, spec.in_units]`` matrix and the flat kernel tap each one takes
-    (both int64 ``[n_connections]``; taps that fall on the zero padding are left out)."""
+    """Index tables of the conv matrix: flat positions ``i * units + o`` (the matrix is
+    stored transposed, ``[in_units, units]`` contiguous, which is the presynaptic-major
+    layout the engine kernels read, so handing it over needs no copy) and the flat kernel
+    tap each one takes (both int64 ``[n_connections]``; taps that fall on the zero padding
+    are left out)."""
     c_in, h, w = spec.in_shape
     c_out, out_h, out_w = spec.out_shape
     k = spec.kernel
@@ -55,7 +57,7 @@ def conv_index(spec: ConvSpec) -> tuple[torch.Tensor, torch.Tensor]:
     out_unit = ((co * out_h + oy) * out_w + ox)[inside]
     in_unit = ((ci * h + y) * w + x)[inside]
     tap = (((co * c_in + ci) * k + ky) * k + kx)[inside]
-    return torch.from_numpy(out_unit * spec.in_units + in_unit), torch.from_numpy(tap)
+    return torch.from_numpy(in_unit * spec.units + out_unit), torch.from_numpy(tap)
 
 
 def conv_matrix(kernel: torch.Tensor, spec: ConvSpec,
@@ -63,10 +65,10 @@ def conv_matrix(kernel: torch.Tensor, spec: ConvSpec,
     """Dense equivalent ``[spec.units, spec.in_units]`` of conv2d with ``kernel``
     (``index``: :func:`conv_index` of ``spec``, computed here if not given)."""
     position, tap = index if index is not None else conv_index(spec)
-    flat = kernel.new_zeros(spec.units * spec.in_units)
-    flat = flat.index_put((position.to(kernel.device),),
-                          kernel.reshape(-1)[tap.to(kernel.device)])
-    return flat.view(spec.units, spec.in_units)
+    flat = kernel.new_zeros(spec.in_units * spec.units)
+    # in place on the fresh zeros (out-of-place index_put would copy the whole matrix)
+    flat.index_put_((position.to(kernel.device),), kernel.reshape(-1)[tap.to(kernel.device)])
+    return flat.view(spec.in_units, spec.units).T
 
 
 def conv_matrix_reference(kernel: torch.Tensor, spec: ConvSpec) -> torch.Tensor:
@@ -95,7 +97,8 @@ def unpool_columns(weight: torch.Tensor, spec: ConvSpec,
     column gather (``index``: :func:`unpool_index` of ``spec``)."""
     index = index if index is not None else unpool_index(spec)
     padded = F.pad(weight, (0, 1))  # the extra zero column feeds the dropped units
-    return padded[:, index.to(weight.device)] / spec.pool**2
+    # gather rows of the transpose: the result is [units, out] contiguous (engine layout)
+    return (padded.T[index.to(weight.device)] / spec.pool**2).T
 
 
 def pool_matrix(spec: ConvSpec, dtype: torch.dtype = torch.float32) -> torch.Tensor:
@@ -105,7 +108,43 @@ def pool_matrix(spec: ConvSpec, dtype: torch.dtype = torch.float32) -> torch.Ten
     return F.avg_pool2d(basis, spec.pool).reshape(spec.units, -1).T.contiguous()
 
 
-class ConvWeight(nn.Module):
+class _BuiltWeight(nn.Module):
+    """A parametrization that builds its dense weight (subclasses define ``build``) once
+    per forward call of its layer.
+
+    The layer reads ``layer.weight`` several times per forward (dtype, the kernel call);
+    between the layer's forward pre-hook and its forward hook the first build is reused.
+    Outside a forward every access rebuilds, so in-place edits of the trainable tensor
+    (``kernel.data += h`` in finite-difference checks, optimiser steps) are always seen.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._in_forward = False
+        self._built: torch.Tensor | None = None
+
+    def begin_forward(self, *_: object) -> None:
+        self._in_forward, self._built = True, None
+
+    def end_forward(self, *_: object) -> None:
+        self._in_forward, self._built = False, None
+
+    def forward(self, original: torch.Tensor) -> torch.Tensor:
+        if self._in_forward and self._built is not None:
+            return self._built
+        weight = self.build(original)
+        if self._in_forward:
+            self._built = weight
+        return weight
+
+    def attach(self, layer: nn.Module) -> None:
+        """Register this parametrization on ``layer.weight`` with its forward hooks."""
+        parametrize.register_parametrization(layer, "weight", self)
+        layer.register_forward_pre_hook(self.begin_forward)
+        layer.register_forward_hook(self.end_forward, always_call=True)
+
+
+class ConvWeight(_BuiltWeight):
     """Parametrization kernel ``[C_out, C_in, k, k]`` -> dense weight ``[units, in]``,
     where the input is the previous conv layer's output maps when ``pooled_from`` is
     given (its pooling folded in) and the image otherwise."""
@@ -124,7 +163,7 @@ class ConvWeight(nn.Module):
         self._init = torch.empty(spec.channels, c_in, spec.kernel, spec.kernel).normal_(
             mean, std / math.sqrt(fan_in))
 
-    def forward(self, kernel: torch.Tensor) -> torch.Tensor:
+    def build(self, kernel: torch.Tensor) -> torch.Tensor:
         weight = conv_matrix(kernel, self.spec, (self.position, self.tap))
         if self.pooled_from is None:
             return weight
@@ -135,7 +174,7 @@ class ConvWeight(nn.Module):
         return self._init.to(weight.dtype)
 
 
-class PooledWeight(nn.Module):
+class PooledWeight(_BuiltWeight):
     """Parametrization ``[out, pooled_units]`` -> ``[out, units]`` = original @ P.
 
     The initial weights are drawn for the pooled fan-in and multiplied by the pool area,
@@ -150,7 +189,7 @@ class PooledWeight(nn.Module):
         self._init = torch.empty(out_features, fan_in).normal_(
             mean, std / math.sqrt(fan_in)) * pooled_from.pool**2
 
-    def forward(self, weight: torch.Tensor) -> torch.Tensor:
+    def build(self, weight: torch.Tensor) -> torch.Tensor:
         return unpool_columns(weight, self.pooled_from, self.unpool)
 
     def right_inverse(self, weight: torch.Tensor) -> torch.Tensor:
@@ -161,7 +200,7 @@ def make_conv(layer: nn.Module, spec: ConvSpec, pooled_from: ConvSpec | None,
               mean: float, std: float) -> nn.Module:  # fmt: skip
     """Turn a dense spikeforge layer ``[spec.units, in_units]`` into a conv layer;
     ``pooled_from``: the pooling conv layer feeding it (None: it reads the image)."""
-    parametrize.register_parametrization(layer, "weight", ConvWeight(spec, pooled_from, mean, std))
+    ConvWeight(spec, pooled_from, mean, std).attach(layer)
     layer.conv_spec = spec
     return layer
 
@@ -170,6 +209,5 @@ def make_pooled(layer: nn.Module, pooled_from: ConvSpec, mean: float,
                 std: float) -> nn.Module:  # fmt: skip
     """Make a dense layer read the average-pooled output of conv layer ``pooled_from``
     (trainable weights over the pooled units)."""
-    parametrize.register_parametrization(
-        layer, "weight", PooledWeight(pooled_from, layer.weight.shape[0], mean, std))
+    PooledWeight(pooled_from, layer.weight.shape[0], mean, std).attach(layer)
     return layer

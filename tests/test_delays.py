@@ -209,12 +209,12 @@ def test_bptt_forward_matches_eventprop_forward():
     torch.testing.assert_close(spikes_bptt.detach(), spikes_ep)
 
 
-def _delayed_pair_grads(device: str):
+def _delayed_pair_grads(device: str, method: str = "eventprop"):
     events = _events(np.random.default_rng(5), 3, 6, 1.0, 80, window_ms=40, per_input=3)
     torch.manual_seed(0)
     hidden = DelayedLIF(6, 8, recurrent=True, max_delay=10.0, weight_mean=1.5,
-                        dense_output=False).double().to(device)
-    readout = DelayedLI(8, 3, max_delay=5.0).double().to(device)
+                        dense_output=False, method=method).double().to(device)
+    readout = DelayedLI(8, 3, max_delay=5.0, method=method).double().to(device)
     x = snn.event_input(events, torch.float64)
     v = readout(hidden(x))
     assert v.device.type == device
@@ -224,8 +224,11 @@ def _delayed_pair_grads(device: str):
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
-def test_delayed_layers_on_cuda_match_the_cpu():
-    for a, b in zip(_delayed_pair_grads("cpu"), _delayed_pair_grads("cuda"), strict=True):
+@pytest.mark.parametrize("method", ["eventprop", "bptt"])
+def test_delayed_layers_on_cuda_match_the_cpu(method):
+    pairs = zip(_delayed_pair_grads("cpu", method), _delayed_pair_grads("cuda", method),
+                strict=True)
+    for a, b in pairs:
         torch.testing.assert_close(b, a, rtol=1e-9, atol=1e-12)
 
 

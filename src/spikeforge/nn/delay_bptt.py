@@ -54,8 +54,8 @@ def delayed_currents(x: torch.Tensor, w: torch.Tensor, delay: torch.Tensor, dt: 
     if n_batch * n_steps * w.numel() <= GATHER_LIMIT:
         pad = int(q.max()) + 1
         x_pad = torch.cat([x.new_zeros(n_batch, pad, n_in), x], dim=1)
-        index = torch.arange(n_steps)[:, None, None] - q[None] + pad
-        unit = torch.arange(n_in)[None, None, :]
+        index = torch.arange(n_steps, device=x.device)[:, None, None] - q[None] + pad
+        unit = torch.arange(n_in, device=x.device)[None, None, :]
         now, before = x_pad[:, index, unit], x_pad[:, index - 1, unit]
         return (torch.einsum("btoi,oi->bto", now, w)
                 + torch.einsum("btoi,oi->bto", before - now, w * f))  # fmt: skip
@@ -134,22 +134,25 @@ class _EventsToDense(torch.autograd.Function):
     @staticmethod
     def forward(ctx, token, record: SpikeRecord, dtype_probe):
         ctx.record, ctx.shape = record, token.shape
-        return torch.from_numpy(record.events.to_dense(dtype_probe.detach().numpy().dtype))
+        dense = record.events.to_dense(dtype_probe.detach().cpu().numpy().dtype)
+        return torch.from_numpy(dense).to(dtype_probe.device)
 
     @staticmethod
     def backward(ctx, grad):
         record = ctx.record
         if np.isfinite(record.dt):
             record.dldt += dense_timing(grad, record.events, record.dt)
-        return torch.zeros((), dtype=grad.dtype).expand(ctx.shape), None, None
+        return torch.zeros((), dtype=grad.dtype).expand(ctx.shape), None, None  # token: CPU
 
 
-def dense_input(x: torch.Tensor, upstream: SpikeRecord | None, dtype: torch.dtype):
-    """The layer input as a dense [B, T, in] tensor (gradients reach an upstream record)."""
+def dense_input(x: torch.Tensor, upstream: SpikeRecord | None, dtype: torch.dtype,
+                device: torch.device | str = "cpu"):
+    """The layer input as a dense [B, T, in] tensor on ``device`` (gradients reach an
+    upstream record)."""
     if upstream is None:
         return x
     token = x if x.requires_grad else x.detach()
-    return _EventsToDense.apply(token, upstream, torch.empty(0, dtype=dtype))
+    return _EventsToDense.apply(token, upstream, torch.empty(0, dtype=dtype, device=device))
 
 
 class _FoldTiming(torch.autograd.Function):
@@ -174,12 +177,12 @@ class _FoldTiming(torch.autograd.Function):
         np.add.at(extra, (b, ev.step, ev.unit), -0.5 * record.dldt * record.dt)
         np.add.at(extra, (b, ev.step + 1, ev.unit), 0.5 * record.dldt * record.dt)
         record.dldt[:] = 0.0
-        return grad + torch.from_numpy(extra[:, :-1]).to(grad.dtype), None
+        return grad + torch.from_numpy(extra[:, :-1]).to(grad), None
 
 
 def with_record(spikes: torch.Tensor, dt: float) -> tuple[torch.Tensor, SpikeRecord]:
     """Attach a :class:`SpikeRecord` to dense BPTT spikes (for rasters, rates, regularisers)."""
-    events = Events.from_dense(spikes.detach().numpy())
+    events = Events.from_dense(spikes.detach().cpu().numpy())
     record = SpikeRecord(events=events, dt=dt)
     out = _FoldTiming.apply(spikes, record)
     return attach(out, record), record

@@ -89,9 +89,9 @@ class DelayedFunction(torch.autograd.Function):
     def forward(ctx, x, w_in, d_in, w_rec, d_rec, call: DelayCall):
         inputs = call.upstream.events if call.upstream is not None else Events.from_dense(
             x.detach().cpu().numpy())
-        dtype = _np_t(w_in).dtype
         device = w_in.device  # CUDA parameters: kernels run on host copies (see DelayCall)
         w_in_np, w_rec_np = _np_t(w_in), None if w_rec is None else _np_t(w_rec)
+        dtype = w_in_np.dtype
         steps_in, steps_rec = _steps(d_in, call, dtype), _steps(d_rec, call, dtype)
         out = delayed_forward(inputs, w_in_np, steps_in, w_rec_np, steps_rec, call.neurons,
                               call.spiking, call.backend)  # fmt: skip
@@ -236,7 +236,7 @@ class _DelayedLayer(nn.Module):
         n_steps = upstream.events.n_steps if upstream is not None else x.shape[1]
         self.check_duration(n_steps)
         d_in, d_rec = self.clamped_delays()
-        dtype = _np_t(self.weight).dtype
+        dtype = torch.empty(0, dtype=self.weight.dtype).numpy().dtype
         if self.method == "bptt":
             return self._forward_bptt(x, upstream, d_in, d_rec)
         call = DelayCall(
@@ -251,7 +251,7 @@ class _DelayedLayer(nn.Module):
         return out
 
     def _forward_bptt(self, x, upstream, d_in, d_rec) -> torch.Tensor:
-        dense = delay_bptt.dense_input(x, upstream, self.weight.dtype)
+        dense = delay_bptt.dense_input(x, upstream, self.weight.dtype, self.weight.device)
         out = delay_bptt.run(
             dense, self.weight, d_in, self.recurrent_weight, d_rec, self.params, self.dt,
             self.delay_mode, self.spiking, self.surrogate_beta,

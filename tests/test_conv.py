@@ -177,6 +177,10 @@ def test_config_builds_conv_network_and_round_trips_state():
     clone = SpikingNetwork(spec)
     clone.load_state_dict(net.state_dict())
     torch.testing.assert_close(clone.layers[0].weight, net.layers[0].weight)
+    legacy = dict(net.state_dict())  # older checkpoints also held the dense pooling matrix
+    legacy["layers.1.parametrizations.weight.0.in_pool"] = pool_matrix(spec.layers[0].conv)
+    clone.load_state_dict(legacy)
+    torch.testing.assert_close(clone.layers[1].weight, net.layers[1].weight)
 
 
 def test_two_conv_stages_fold_the_first_pooling_into_the_second_kernel():

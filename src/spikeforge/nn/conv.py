@@ -137,6 +137,12 @@ class _BuiltWeight(nn.Module):
             self._built = weight
         return weight
 
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
+        # checkpoints from before the index tables stored the dense pooling matrix as a
+        # buffer "in_pool"; it is fully determined by the layer spec, so it is dropped
+        state_dict.pop(prefix + "in_pool", None)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
     def attach(self, layer: nn.Module) -> None:
         """Register this parametrization on ``layer.weight`` with its forward hooks."""
         parametrize.register_parametrization(layer, "weight", self)

@@ -285,6 +285,10 @@ def test_fitted_gain_codes_binary_input_exactly():
     with the plain code (c = 1) K = 1 can only send 0 or 0.5."""
     from spikeforge.convert.fs_fit import _best_gain, _quantise
 
+    values = torch.randn(4000) * 0.6 + 0.3  # closed form used in fitting == spike code
+    for k in (1, 2, 3, 7):
+        for g in (0.25, 0.7, 1.0, 2.0):
+            assert torch.equal(_quantise(values, k, g), fs_code(values / g, k)[1] * g)
     x = (torch.rand(200, 30) > 0.6).float()
     gain = _best_gain(x, 1, fit_gain=True)
     assert gain == 2.0

@@ -28,13 +28,15 @@ from dataclasses import dataclass
 import torch
 
 from spikeforge.convert.ifnet import ConvertedNetwork
-from spikeforge.convert.simulate import fs_bits, fs_code
+from spikeforge.convert.simulate import fs_bits
 from spikeforge.errors import SpikeforgeError
 
 GAINS = tuple(2.0 ** (i / 4) for i in range(4, -9, -1))
 """Candidate code scales c_l: 2, 2^3/4, ..., 1/4. The largest coded value is
 c_l (1 - 2^-K): c_l = 2 lets K = 1 code {0, 1} exactly, c_l < 1 clips the rare largest
 activations (above the calibration percentile, or above c_l) for a finer step."""
+GAIN_SAMPLE = 200_000
+"""Activations per population used to choose its gain (strided subsample)."""
 
 
 @dataclass(frozen=True)
@@ -61,15 +63,24 @@ class FSCode:
 
 
 def _quantise(value: torch.Tensor, k: int, gain: float) -> torch.Tensor:
-    """Decoded few-spike value of ``value`` (normalised) with K = ``k`` and scale ``gain``."""
-    return fs_code(value / gain, k)[1] * gain
+    """Decoded few-spike value of ``value`` (normalised) with K = ``k`` and scale ``gain``:
+    the closed form of :func:`~spikeforge.convert.simulate.fs_code`, ``gain`` times
+    ``value / gain`` rounded to ``2^-k`` and clipped to [0, 1 - 2^-k]."""
+    levels = 2.0**k
+    return torch.clamp(torch.floor(value / gain * levels + 0.5), 0.0, levels - 1.0) * (
+        gain / levels)
 
 
-def _best_gain(value: torch.Tensor, k: int, fit_gain: bool) -> float:
+def _best_gain(value: torch.Tensor, k: int, fit_gain: bool,
+               max_values: int = GAIN_SAMPLE) -> float:
+    """Gain from :data:`GAINS` with the least mean squared coding error of ``value`` (at
+    most ``max_values`` evenly strided entries are used)."""
     if not fit_gain:
         return 1.0
-    target = value.clamp(min=0)
-    errors = [float(((_quantise(value, k, g) - target) ** 2).mean()) for g in GAINS]
+    flat = value.reshape(-1)
+    flat = flat[:: max(1, flat.numel() // max_values)]
+    target = flat.clamp(min=0)
+    errors = [float(((_quantise(flat, k, g) - target) ** 2).mean()) for g in GAINS]
     return GAINS[min(range(len(GAINS)), key=errors.__getitem__)]
 
 

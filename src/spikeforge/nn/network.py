@@ -77,12 +77,13 @@ class SpikingNetwork(nn.Module):
 
     def forward(self, x: torch.Tensor | Events) -> torch.Tensor:
         if isinstance(x, Events):
-            weight = self.layers[0].weight
-            if weight.is_cuda or getattr(self.layers[0], "backend", "") == "torch":
+            # a raw parameter for dtype and device: a conv layer's .weight would be built
+            probe = next(self.layers[0].parameters())
+            if probe.is_cuda or getattr(self.layers[0], "backend", "") == "torch":
                 # the torch (CUDA) path takes dense input on the device
-                x = torch.from_numpy(x.to_dense()).to(weight)
+                x = torch.from_numpy(x.to_dense()).to(probe)
             else:
-                x = event_input(x, weight.dtype)
+                x = event_input(x, probe.dtype)
         self.hidden_outputs = []
         for layer in self.layers[:-1]:
             x = layer(x)

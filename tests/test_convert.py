@@ -224,6 +224,16 @@ def test_cli_train_ann_and_convert(tmp_path):
         assert (tmp_path / "conv" / name).is_file(), name
     rows = [json.loads(line) for line in (tmp_path / "conv" / "metrics.jsonl").open()]
     assert [r["param"] for r in rows] == list(range(1, 9))
+    proc = run_cli("convert", "ann.pt", "--data", "digits", "--method", "fs-fit", "--steps", "8",
+                   "--out", "fit", "--json", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    fit = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert fit["method"] == "fs-fit" and fit["steps"] == 8
+    rows = [json.loads(line) for line in (tmp_path / "fit" / "metrics.jsonl").open()]
+    assert [r["steps"] for r in rows] == list(range(2, 9))
+    assert rows[-1]["code"] == "4/4" and all(r["param"] == max(map(int, r["code"].split("/")))
+                                             for r in rows)
+    assert "fs-fit" in proc.stdout and "4/4" in (tmp_path / "fit" / "latency.csv").read_text()
     # bad input: one-line error, exit 2, nothing written
     for args, msg in ((("missing.pt",), "does not exist"),
                       (("ann.pt", "--method", "xyz", "--out", "bad"), "unknown conversion"),

@@ -61,7 +61,7 @@ def test_alif_kernels_match_the_alif_reference():
     dldt = np.where(spikes > 0, rng.normal(size=spikes.shape), 0.0)
     ref = alif_reference.alif_backward(
         x, w_in, w_rec, spikes, isyn, a_spk, dldt, *per_neuron, adapt.alpha_adapt,
-        adapt.beta, arrays.tau_mem, arrays.tau_syn, adapt.tau_adapt, engine.DEFAULT_MIN_VDOT,
+        adapt.beta, arrays.tau_mem, arrays.dt, adapt.tau_adapt, engine.DEFAULT_MIN_VDOT,
     )  # fmt: skip
     xt = torch.from_numpy(x)
     neurons = torch_kernels.DeviceNeurons.from_arrays(arrays, xt)

@@ -27,11 +27,13 @@ B = -lam_V+ I / tau_m + lam_A+ / tau_a + D:
     lam_I- = lam_I+
     lam_A- = lam_A+ + beta B / Q = lam_A+ - beta lam_V-
 
-For beta = 0 this is exactly the LIF jump of :mod:`cpu_kernels`. Between events the
-adjoints evolve by the transposed step map (lam_I = a_s lam_I + g lam_V; lam_V = a_m
-lam_V; lam_A = a_a lam_A); input arrival, its timing sensitivity
-w (lam_I / tau_s - lam_V / tau_m) and the weight gradients dW += value * lam_I are as
-for LIF because inputs do not touch A. tau_m Q is clipped below at ``min_vdot``.
+For beta = 0 this is exactly the LIF jump of :mod:`cpu_kernels`; as there, I is the
+current at the start of the step (the stored I / a_s). Between events the adjoints evolve
+by the transposed step map (lam_I = a_s lam_I + g lam_V; lam_V = a_m lam_V; lam_A = a_a
+lam_A); input arrival, its timing sensitivity w (lam_I[n+1] - lam_I[n]) / dt (the
+discrete form of w (lam_I / tau_s - lam_V / tau_m), see :mod:`cpu_kernels`) and the weight
+gradients dW += value * lam_I are as for LIF because inputs do not touch A. tau_m Q is
+clipped below at ``min_vdot``.
 Weights are [pre, post]; batches run in parallel (prange), weight gradients per chunk.
 """
 
@@ -40,7 +42,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from spikeforge.engine.cpu_kernels import _input_step_backward, _timing_drive
+from spikeforge.engine.cpu_kernels import _adjoint_step, _input_step_backward, _timing_drive
 
 
 @njit(cache=True, parallel=True)
@@ -97,7 +99,7 @@ def alif_forward(
 def alif_backward(
     in_ptr, in_step, in_unit, in_value, w_in, w_rec,
     alpha_mem, alpha_syn, syn_gain, threshold, alpha_adapt, beta,
-    tau_mem, tau_syn, tau_adapt, n_steps,
+    tau_mem, inv_dt, tau_adapt, n_steps,
     sp_ptr, sp_step, sp_unit, sp_isyn, sp_adapt, sp_dldt, min_vdot,
     grad_w_in_parts, grad_w_rec_parts, in_dldt, want_timing, lam_i_trace, want_trace,
 ):  # fmt: skip
@@ -110,20 +112,20 @@ def alif_backward(
     n_out = w_in.shape[1]
     n_chunks = grad_w_in_parts.shape[0]
     has_rec = w_rec.shape[0] > 0
-    inv_tau_mem = 1.0 / tau_mem
-    inv_tau_syn = 1.0 / tau_syn
     for c in prange(n_chunks):
         grad_w_in = grad_w_in_parts[c]
         grad_w_rec = grad_w_rec_parts[c]
         lam_v = np.zeros(n_out, dtype=w_in.dtype)
         lam_i = np.zeros(n_out, dtype=w_in.dtype)
         lam_a = np.zeros(n_out, dtype=w_in.dtype)
+        lam_i_next = np.zeros(n_out, dtype=w_in.dtype)
         drive = np.zeros(n_out, dtype=w_in.dtype)
         step_dldt = np.zeros(n_out, dtype=w_in.dtype)
         for b in range(c, n_batch, n_chunks):
             lam_v[:] = 0.0
             lam_i[:] = 0.0
             lam_a[:] = 0.0
+            lam_i_next[:] = 0.0
             p_start = in_ptr[b]
             p = in_ptr[b + 1] - 1
             while p >= p_start and in_step[p] >= n_steps:
@@ -131,9 +133,11 @@ def alif_backward(
             k_start = sp_ptr[b]
             k = sp_ptr[b + 1] - 1
             for n in range(n_steps - 1, -1, -1):
-                if p >= p_start and in_step[p] == n:
-                    if want_timing:
-                        _timing_drive(lam_v, lam_i, inv_tau_mem, inv_tau_syn, drive)
+                has_input = p >= p_start and in_step[p] == n
+                has_spikes = k >= k_start and sp_step[k] == n
+                if (has_input and want_timing) or (has_spikes and has_rec):
+                    _timing_drive(lam_i_next, lam_i, inv_dt, drive)
+                if has_input:
                     p = _input_step_backward(
                         p, p_start, n, in_step, in_unit, in_value, w_in, lam_i, drive,
                         grad_w_in, in_dldt, want_timing,
@@ -145,14 +149,12 @@ def alif_backward(
                     if has_rec:
                         for j in range(n_out):
                             grad_w_rec[row, j] += lam_i[j]
-                            acc += w_rec[row, j] * (
-                                lam_i[j] * inv_tau_syn[j] - lam_v[j] * inv_tau_mem[j]
-                            )
+                            acc += w_rec[row, j] * drive[j]
                     step_dldt[k_hi - k] = acc + sp_dldt[k]
                     k -= 1
                 for q in range(k_hi, k, -1):
                     j = sp_unit[q]
-                    i_k = sp_isyn[q]
+                    i_k = sp_isyn[q] / alpha_syn[j]  # the current at the start of the step
                     a_k = sp_adapt[q]
                     ratio = tau_mem[j] / tau_adapt[j]
                     denom = max(i_k - threshold[j] - beta[j] * a_k + beta[j] * a_k * ratio,
@@ -165,7 +167,6 @@ def alif_backward(
                 if want_trace:
                     for j in range(n_out):
                         lam_i_trace[b, n, j] = lam_i[j]
+                _adjoint_step(lam_v, lam_i, lam_i_next, alpha_mem, alpha_syn, syn_gain)
                 for j in range(n_out):
-                    lam_i[j] = alpha_syn[j] * lam_i[j] + syn_gain[j] * lam_v[j]
-                    lam_v[j] = alpha_mem[j] * lam_v[j]
                     lam_a[j] = alpha_adapt[j] * lam_a[j]

@@ -117,7 +117,7 @@ def alif_backward(
         gw_in, gw_rec, in_dldt, trace = alif_reference.alif_backward(
             inputs.to_dense(), w_in, w_rec, spikes.to_dense(dtype), dense["isyn"],
             dense["adapt"], dense["dldt"], n.alpha_mem, n.alpha_syn, n.syn_gain,
-            n.threshold, adapt.alpha_adapt, adapt.beta, n.tau_mem, n.tau_syn,
+            n.threshold, adapt.alpha_adapt, adapt.beta, n.tau_mem, n.dt,
             adapt.tau_adapt, min_vdot,
         )  # fmt: skip
         return LayerGrads(
@@ -134,7 +134,7 @@ def alif_backward(
     alif_kernels.alif_backward(
         inputs.ptr, inputs.step, inputs.unit, inputs.value, w_in, rec,
         n.alpha_mem, n.alpha_syn, n.syn_gain, n.threshold, adapt.alpha_adapt, adapt.beta,
-        n.tau_mem, n.tau_syn, adapt.tau_adapt, inputs.n_steps,
+        n.tau_mem, 1.0 / n.dt, adapt.tau_adapt, inputs.n_steps,
         spikes.ptr, spikes.step, spikes.unit, spikes.isyn, spike_adapt, spike_dldt, min_vdot,
         gw_in, gw_rec, in_dldt, want_input_timing, trace, want_trace,
     )  # fmt: skip

@@ -40,7 +40,7 @@ def alif_forward(x, w_in, w_rec, alpha_mem, alpha_syn, syn_gain, threshold, alph
 
 def alif_backward(
     x, w_in, w_rec, spikes, isyn, a_spk, dldt_out, alpha_mem, alpha_syn, syn_gain, threshold,
-    alpha_adapt, beta, tau_mem, tau_syn, tau_adapt, min_vdot,
+    alpha_adapt, beta, tau_mem, dt, tau_adapt, min_vdot,
 ):  # fmt: skip
     """EventProp adjoint of :func:`alif_forward`; dldt_out [B, T, N] is the timing
     sensitivity each own spike received from consumers.
@@ -53,12 +53,13 @@ def alif_backward(
     lam_v = np.zeros((n_batch, n_out), dtype=w_in.dtype)
     lam_i = np.zeros_like(lam_v)
     lam_a = np.zeros_like(lam_v)
+    lam_i_next = np.zeros_like(lam_v)
     grad_w_in = np.zeros_like(w_in)
     grad_w_rec = None if w_rec is None else np.zeros_like(w_rec)
     in_dldt = np.zeros_like(x)
     trace = np.zeros((n_batch, n_steps, n_out), dtype=w_in.dtype)
     for n in range(n_steps - 1, -1, -1):
-        u = lam_i / tau_syn - lam_v / tau_mem
+        u = (lam_i_next - lam_i) / dt  # see spikeforge.engine.reference._timing_kernel
         grad_w_in += x[:, n].T @ lam_i
         in_dldt[:, n] = x[:, n] * (u @ w_in.T)
         dldt = dldt_out[:, n].copy()
@@ -66,7 +67,7 @@ def alif_backward(
             grad_w_rec += spikes[:, n].T @ lam_i
             dldt += u @ w_rec.T
         fired = spikes[:, n] > 0
-        i_k, a_k = isyn[:, n], a_spk[:, n]
+        i_k, a_k = isyn[:, n] / alpha_syn, a_spk[:, n]  # I at the start of the step
         denom = np.maximum(
             i_k - threshold - beta * a_k + beta * a_k * tau_mem / tau_adapt, min_vdot
         )
@@ -74,6 +75,7 @@ def alif_backward(
         lam_a = np.where(fired, lam_a - beta * jumped, lam_a)
         lam_v = np.where(fired, jumped, lam_v)
         trace[:, n] = lam_i
+        lam_i_next = lam_i
         lam_i = alpha_syn * lam_i + syn_gain * lam_v
         lam_v = alpha_mem * lam_v
         lam_a = alpha_adapt * lam_a

@@ -13,9 +13,16 @@ Per time step n the forward does, in this order,
 The backward walks the steps in reverse with adjoints lam_V = dL/dV, lam_I = dL/dI at
 t_n^+ and undoes these operations (3, 2, 1):
   3'. dW[unit, :] += value * lam_I ; an input spike's timing sensitivity is
-      dL/dt = value * sum_j W[unit, j] (lam_I_j / tau_syn_j - lam_V_j / tau_mem_j)
-  2'. (LIF) for a spike of j with current I_k and total timing sensitivity dL/dt_k:
+      dL/dt = value * sum_j W[unit, j] (lam_I_j[n+1] - lam_I_j[n]) / dt
+      (lam_I[n] is lam_I at t_n^+: moving the event from step n to n+1 changes L by
+      exactly value * W . (lam_I[n+1] - lam_I[n]); its continuous-time limit is the
+      EventProp lam_I / tau_syn - lam_V / tau_mem, which is a small difference of two
+      large terms and, evaluated on a 1 ms grid, is biased enough to flip the sign of
+      gradients over long windows -- see benchmarks/gradient_fidelity.py)
+  2'. (LIF) for a spike of j with total timing sensitivity dL/dt_k:
       lam_V_j <- (lam_V_j I_k - tau_mem_j dL/dt_k) / max(I_k - theta_j, min_vdot)
+      with I_k = I at the start of the step (the current that drove V over threshold
+      in it; the stored current at the spike is after the step's decay: I_k = I / a_s)
       (LI)  lam_V += dL/dV[n]
   1'. lam_I = a_s lam_I + g lam_V ; lam_V = a_m lam_V
 Weights are stored [pre, post] so a presynaptic row is contiguous.
@@ -117,11 +124,21 @@ def li_forward(
 
 
 @njit(cache=True, fastmath=True)
-def _timing_drive(lam_v, lam_i, inv_tau_mem, inv_tau_syn, drive):
-    """drive_j = lam_I_j / tau_syn_j - lam_V_j / tau_mem_j: dL/dt of a unit current jump
-    into neuron j (so an input event's timing sensitivity is val * W[row] . drive)."""
+def _timing_drive(lam_i_next, lam_i, inv_dt, drive):
+    """drive_j = (lam_I_j[n+1] - lam_I_j[n]) / dt: dL/dt of a unit current jump into
+    neuron j at step n (so an input event's timing sensitivity is val * W[row] . drive)."""
     for j in range(drive.shape[0]):
-        drive[j] = lam_i[j] * inv_tau_syn[j] - lam_v[j] * inv_tau_mem[j]
+        drive[j] = (lam_i_next[j] - lam_i[j]) * inv_dt
+
+
+@njit(cache=True, fastmath=True)
+def _adjoint_step(lam_v, lam_i, lam_i_next, alpha_mem, alpha_syn, syn_gain):
+    """Undo one step's integration (1'); ``lam_i_next`` keeps lam_I at t_n^+ for the
+    timing drive of step n - 1."""
+    for j in range(lam_v.shape[0]):
+        lam_i_next[j] = lam_i[j]
+        lam_i[j] = alpha_syn[j] * lam_i[j] + syn_gain[j] * lam_v[j]
+        lam_v[j] = alpha_mem[j] * lam_v[j]
 
 
 @njit(cache=True, fastmath=True)
@@ -148,7 +165,7 @@ def _input_step_backward(
 @njit(cache=True, parallel=True, fastmath=True)
 def lif_backward(
     in_ptr, in_step, in_unit, in_value, w_in, w_rec,
-    alpha_mem, alpha_syn, syn_gain, threshold, tau_mem, tau_syn, n_steps,
+    alpha_mem, alpha_syn, syn_gain, threshold, tau_mem, inv_dt, n_steps,
     sp_ptr, sp_step, sp_unit, sp_isyn, sp_dldt, min_vdot,
     grad_w_in_parts, grad_w_rec_parts, in_dldt, want_timing, lam_i_trace, want_trace,
 ):  # fmt: skip
@@ -163,18 +180,18 @@ def lif_backward(
     n_out = w_in.shape[1]
     n_chunks = grad_w_in_parts.shape[0]
     has_rec = w_rec.shape[0] > 0
-    inv_tau_mem = 1.0 / tau_mem
-    inv_tau_syn = 1.0 / tau_syn
     for c in prange(n_chunks):
         grad_w_in = grad_w_in_parts[c]
         grad_w_rec = grad_w_rec_parts[c]
         lam_v = np.zeros(n_out, dtype=w_in.dtype)
         lam_i = np.zeros(n_out, dtype=w_in.dtype)
+        lam_i_next = np.zeros(n_out, dtype=w_in.dtype)
         step_dldt = np.zeros(n_out, dtype=w_in.dtype)
         drive = np.zeros(n_out, dtype=w_in.dtype)
         for b in range(c, n_batch, n_chunks):
             lam_v[:] = 0.0
             lam_i[:] = 0.0
+            lam_i_next[:] = 0.0
             p_start = in_ptr[b]
             p = in_ptr[b + 1] - 1
             while p >= p_start and in_step[p] >= n_steps:
@@ -185,7 +202,7 @@ def lif_backward(
                 has_input = p >= p_start and in_step[p] == n
                 has_spikes = k >= k_start and sp_step[k] == n
                 if (has_input and want_timing) or (has_spikes and has_rec):
-                    _timing_drive(lam_v, lam_i, inv_tau_mem, inv_tau_syn, drive)
+                    _timing_drive(lam_i_next, lam_i, inv_dt, drive)
                 if has_input:
                     p = _input_step_backward(
                         p, p_start, n, in_step, in_unit, in_value, w_in, lam_i, drive,
@@ -204,38 +221,35 @@ def lif_backward(
                     k -= 1
                 for q in range(k_hi, k, -1):
                     row = sp_unit[q]
-                    denom = max(sp_isyn[q] - threshold[row], min_vdot)
-                    lam_v[row] = (
-                        lam_v[row] * sp_isyn[q] - tau_mem[row] * step_dldt[k_hi - q]
-                    ) / denom
+                    i_k = sp_isyn[q] / alpha_syn[row]
+                    denom = max(i_k - threshold[row], min_vdot)
+                    lam_v[row] = (lam_v[row] * i_k - tau_mem[row] * step_dldt[k_hi - q]) / denom
                 if want_trace:
                     for j in range(n_out):
                         lam_i_trace[b, n, j] = lam_i[j]
-                for j in range(n_out):
-                    lam_i[j] = alpha_syn[j] * lam_i[j] + syn_gain[j] * lam_v[j]
-                    lam_v[j] = alpha_mem[j] * lam_v[j]
+                _adjoint_step(lam_v, lam_i, lam_i_next, alpha_mem, alpha_syn, syn_gain)
 
 
 @njit(cache=True, parallel=True, fastmath=True)
 def li_backward(
     in_ptr, in_step, in_unit, in_value, w_in, alpha_mem, alpha_syn, syn_gain,
-    tau_mem, tau_syn, n_steps, grad_v, grad_w_in_parts, in_dldt, want_timing,
+    inv_dt, n_steps, grad_v, grad_w_in_parts, in_dldt, want_timing,
     lam_i_trace, want_trace,
 ):  # fmt: skip
     """Adjoint of :func:`li_forward` for the forcing ``grad_v`` = dL/dV [B, T, n_out]."""
     n_batch = in_ptr.shape[0] - 1
     n_out = w_in.shape[1]
     n_chunks = grad_w_in_parts.shape[0]
-    inv_tau_mem = 1.0 / tau_mem
-    inv_tau_syn = 1.0 / tau_syn
     for c in prange(n_chunks):
         grad_w_in = grad_w_in_parts[c]
         lam_v = np.zeros(n_out, dtype=w_in.dtype)
         lam_i = np.zeros(n_out, dtype=w_in.dtype)
+        lam_i_next = np.zeros(n_out, dtype=w_in.dtype)
         drive = np.zeros(n_out, dtype=w_in.dtype)
         for b in range(c, n_batch, n_chunks):
             lam_v[:] = 0.0
             lam_i[:] = 0.0
+            lam_i_next[:] = 0.0
             p_start = in_ptr[b]
             p = in_ptr[b + 1] - 1
             while p >= p_start and in_step[p] >= n_steps:
@@ -243,7 +257,7 @@ def li_backward(
             for n in range(n_steps - 1, -1, -1):
                 if p >= p_start and in_step[p] == n:
                     if want_timing:
-                        _timing_drive(lam_v, lam_i, inv_tau_mem, inv_tau_syn, drive)
+                        _timing_drive(lam_i_next, lam_i, inv_dt, drive)
                     p = _input_step_backward(
                         p, p_start, n, in_step, in_unit, in_value, w_in, lam_i, drive,
                         grad_w_in, in_dldt, want_timing,
@@ -253,5 +267,4 @@ def li_backward(
                         lam_i_trace[b, n, j] = lam_i[j]
                 for j in range(n_out):
                     lam_v[j] += grad_v[b, n, j]
-                    lam_i[j] = alpha_syn[j] * lam_i[j] + syn_gain[j] * lam_v[j]
-                    lam_v[j] = alpha_mem[j] * lam_v[j]
+                _adjoint_step(lam_v, lam_i, lam_i_next, alpha_mem, alpha_syn, syn_gain)

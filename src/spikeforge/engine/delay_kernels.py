@@ -161,9 +161,10 @@ def delayed_backward(
                         k -= 1
                     for q in range(k_hi, k, -1):
                         row = sp_unit[q]
-                        denom = max(sp_isyn[q] - threshold[row], min_vdot)
+                        i_k = sp_isyn[q] / alpha_syn[row]  # I at the start of the step
+                        denom = max(i_k - threshold[row], min_vdot)
                         lam_v[row] = (
-                            lam_v[row] * sp_isyn[q] - tau_mem[row] * step_dldt[k_hi - q]
+                            lam_v[row] * i_k - tau_mem[row] * step_dldt[k_hi - q]
                         ) / denom
                 else:
                     for j in range(n_out):

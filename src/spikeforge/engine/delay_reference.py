@@ -126,8 +126,9 @@ def delayed_backward(x, w_in, dq_in, df_in, w_rec, dq_rec, df_rec, spikes, isyn,
                         grad_d_rec[k, j] += s[:, k] @ sens
                         dldt[:, k] += s[:, k] * sens
             fired = spikes[:, n] > 0
-            denom = np.maximum(isyn[:, n] - threshold, min_vdot)
-            lam_v = np.where(fired, (lam_v * isyn[:, n] - tau_mem * dldt) / denom, lam_v)
+            i_k = isyn[:, n] / alpha_syn  # the current at the start of the step
+            denom = np.maximum(i_k - threshold, min_vdot)
+            lam_v = np.where(fired, (lam_v * i_k - tau_mem * dldt) / denom, lam_v)
         else:
             lam_v = lam_v + grad_v[:, n]
         lam_i = alpha_syn * lam_i + syn_gain * lam_v

@@ -36,6 +36,7 @@ class NeuronArrays:
     threshold: np.ndarray
     tau_mem: np.ndarray
     tau_syn: np.ndarray
+    dt: float  # ms, the simulation step (the backward's timing drive differences over it)
 
     @classmethod
     def from_params(cls, params: LIFParams, size: int, dt: float, dtype) -> NeuronArrays:
@@ -51,6 +52,7 @@ class NeuronArrays:
             threshold=full(params.threshold if params.spiking else np.inf),
             tau_mem=full(params.tau_mem),
             tau_syn=full(params.tau_syn),
+            dt=float(dt),
         )
 
 
@@ -279,7 +281,7 @@ def lif_backward(
         gw_in, gw_rec, in_dldt, trace = reference.lif_backward(
             x, w_in, w_rec, spike_dense, isyn_dense, dense_dldt, neurons.alpha_mem,
             neurons.alpha_syn, neurons.syn_gain, neurons.threshold, neurons.tau_mem,
-            neurons.tau_syn, min_vdot,
+            neurons.dt, min_vdot,
         )  # fmt: skip
         return LayerGrads(
             gw_in, gw_rec, _gather(in_dldt, inputs) if want_input_timing else None,
@@ -293,7 +295,7 @@ def lif_backward(
     cpu_kernels.lif_backward(
         ptr, step, unit, value, w_in, rec,
         neurons.alpha_mem, neurons.alpha_syn, neurons.syn_gain, neurons.threshold,
-        neurons.tau_mem, neurons.tau_syn, n_steps,
+        neurons.tau_mem, 1.0 / neurons.dt, n_steps,
         spikes.ptr, spikes.step, spikes.unit, spikes.isyn, spike_dldt, min_vdot,
         gw_in, gw_rec, in_dldt, want_input_timing, trace, trace.shape[0] > 0,
     )  # fmt: skip
@@ -321,7 +323,7 @@ def li_backward(
     if backend == "reference":
         gw_in, in_dldt, trace = reference.li_backward(
             _dense(inputs, w_in.dtype), w_in, grad_v, neurons.alpha_mem, neurons.alpha_syn,
-            neurons.syn_gain, neurons.tau_mem, neurons.tau_syn,
+            neurons.syn_gain, neurons.dt,
         )  # fmt: skip
         return LayerGrads(
             gw_in, None, _gather(in_dldt, inputs) if want_input_timing else None,
@@ -331,7 +333,7 @@ def li_backward(
     ptr, step, unit, value, _ = _event_arrays(inputs, w_in, with_currents=False)
     cpu_kernels.li_backward(
         ptr, step, unit, value, w_in, neurons.alpha_mem,
-        neurons.alpha_syn, neurons.syn_gain, neurons.tau_mem, neurons.tau_syn,
+        neurons.alpha_syn, neurons.syn_gain, 1.0 / neurons.dt,
         _shape(inputs)[1], grad_v, gw_in, in_dldt, want_input_timing, trace,
         trace.shape[0] > 0,
     )  # fmt: skip

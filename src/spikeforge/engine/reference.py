@@ -47,13 +47,15 @@ def li_forward(x, w_in, alpha_mem, alpha_syn, syn_gain):
     return v_out
 
 
-def _timing_kernel(lam_v, lam_i, tau_mem, tau_syn):
-    return lam_i / tau_syn - lam_v / tau_mem
+def _timing_kernel(lam_i_next, lam_i, dt):
+    """dL/dt of a unit current jump at step n: (lam_I[n+1] - lam_I[n]) / dt (see
+    :mod:`cpu_kernels` for why the discrete difference and not lam_I/tau_s - lam_V/tau_m)."""
+    return (lam_i_next - lam_i) / dt
 
 
 def lif_backward(
     x, w_in, w_rec, spikes, isyn, dldt_out, alpha_mem, alpha_syn, syn_gain, threshold,
-    tau_mem, tau_syn, min_vdot,
+    tau_mem, dt, min_vdot,
 ):  # fmt: skip
     """EventProp adjoint. dldt_out [B, T, N]: timing sensitivity of each own spike.
 
@@ -64,12 +66,13 @@ def lif_backward(
     n_out = w_in.shape[1]
     lam_v = np.zeros((n_batch, n_out), dtype=w_in.dtype)
     lam_i = np.zeros_like(lam_v)
+    lam_i_next = np.zeros_like(lam_v)
     grad_w_in = np.zeros_like(w_in)
     grad_w_rec = None if w_rec is None else np.zeros_like(w_rec)
     in_dldt = np.zeros_like(x)
     trace = np.zeros((n_batch, n_steps, n_out), dtype=w_in.dtype)
     for n in range(n_steps - 1, -1, -1):
-        u = _timing_kernel(lam_v, lam_i, tau_mem, tau_syn)
+        u = _timing_kernel(lam_i_next, lam_i, dt)
         grad_w_in += x[:, n].T @ lam_i
         in_dldt[:, n] = x[:, n] * (u @ w_in.T)
         dldt = dldt_out[:, n].copy()
@@ -77,15 +80,17 @@ def lif_backward(
             grad_w_rec += spikes[:, n].T @ lam_i
             dldt += u @ w_rec.T
         fired = spikes[:, n] > 0
-        denom = np.maximum(isyn[:, n] - threshold, min_vdot)
-        lam_v = np.where(fired, (lam_v * isyn[:, n] - tau_mem * dldt) / denom, lam_v)
+        i_k = isyn[:, n] / alpha_syn  # the current at the start of the step
+        denom = np.maximum(i_k - threshold, min_vdot)
+        lam_v = np.where(fired, (lam_v * i_k - tau_mem * dldt) / denom, lam_v)
         trace[:, n] = lam_i
+        lam_i_next = lam_i
         lam_i = alpha_syn * lam_i + syn_gain * lam_v
         lam_v = alpha_mem * lam_v
     return grad_w_in, grad_w_rec, in_dldt, trace
 
 
-def li_backward(x, w_in, grad_v, alpha_mem, alpha_syn, syn_gain, tau_mem, tau_syn):
+def li_backward(x, w_in, grad_v, alpha_mem, alpha_syn, syn_gain, dt):
     """Adjoint of :func:`li_forward`; returns (grad_w_in, in_dldt [B,T,in], lam_i_trace)."""
     n_batch, n_steps, _ = x.shape
     n_out = w_in.shape[1]
@@ -94,12 +99,14 @@ def li_backward(x, w_in, grad_v, alpha_mem, alpha_syn, syn_gain, tau_mem, tau_sy
     grad_w_in = np.zeros_like(w_in)
     in_dldt = np.zeros_like(x)
     trace = np.zeros((n_batch, n_steps, n_out), dtype=w_in.dtype)
+    lam_i_next = np.zeros_like(lam_v)
     for n in range(n_steps - 1, -1, -1):
-        u = _timing_kernel(lam_v, lam_i, tau_mem, tau_syn)
+        u = _timing_kernel(lam_i_next, lam_i, dt)
         grad_w_in += x[:, n].T @ lam_i
         in_dldt[:, n] = x[:, n] * (u @ w_in.T)
         trace[:, n] = lam_i
         lam_v = lam_v + grad_v[:, n]
+        lam_i_next = lam_i
         lam_i = alpha_syn * lam_i + syn_gain * lam_v
         lam_v = alpha_mem * lam_v
     return grad_w_in, in_dldt, trace

@@ -35,6 +35,7 @@ class DeviceNeurons:
     threshold: torch.Tensor
     tau_mem: torch.Tensor
     tau_syn: torch.Tensor
+    dt: float  # ms
 
     @classmethod
     def from_arrays(cls, arrays: NeuronArrays, like: torch.Tensor) -> DeviceNeurons:
@@ -43,7 +44,8 @@ class DeviceNeurons:
             return torch.as_tensor(values).to(device=like.device, dtype=like.dtype)
 
         return cls(move(arrays.alpha_mem), move(arrays.alpha_syn), move(arrays.syn_gain),
-                   move(arrays.threshold), move(arrays.tau_mem), move(arrays.tau_syn))
+                   move(arrays.threshold), move(arrays.tau_mem), move(arrays.tau_syn),
+                   arrays.dt)
 
 
 @dataclass
@@ -124,8 +126,10 @@ class DeviceGrads:
     lam_i_trace: torch.Tensor
 
 
-def _drive(lam_v, lam_i, neurons: DeviceNeurons) -> torch.Tensor:
-    return lam_i / neurons.tau_syn - lam_v / neurons.tau_mem
+def _drive(lam_i_next, lam_i, neurons: DeviceNeurons) -> torch.Tensor:
+    """dL/dt of a unit current jump at step n: (lam_I[n+1] - lam_I[n]) / dt (the discrete
+    form of lam_I / tau_syn - lam_V / tau_mem; see :mod:`cpu_kernels`)."""
+    return (lam_i_next - lam_i) / neurons.dt
 
 
 def lif_backward(
@@ -149,11 +153,12 @@ def lif_backward(
     lam_v = x.new_zeros(n_batch, w_in.shape[0])
     lam_i = torch.zeros_like(lam_v)
     lam_a = torch.zeros_like(lam_v) if adapt is not None else None
+    lam_i_next = torch.zeros_like(lam_v)
     trace = torch.empty_like(isyn)
     drive_trace = torch.empty_like(isyn) if want_input_timing else None
     grad_w_rec = None if w_rec is None else torch.zeros_like(w_rec)
     for n in range(n_steps - 1, -1, -1):
-        drive = _drive(lam_v, lam_i, neurons)
+        drive = _drive(lam_i_next, lam_i, neurons)
         trace[:, n] = lam_i
         if drive_trace is not None:
             drive_trace[:, n] = drive
@@ -162,7 +167,7 @@ def lif_backward(
         if w_rec is not None:
             grad_w_rec += lam_i.t() @ fired.to(x.dtype)
             dldt = dldt + drive @ w_rec
-        i_k = isyn[:, n]
+        i_k = isyn[:, n] / neurons.alpha_syn  # the current at the start of the step
         if lam_a is None:
             denom = torch.clamp(i_k - neurons.threshold, min=min_vdot)
             lam_v = torch.where(fired, (lam_v * i_k - neurons.tau_mem * dldt) / denom, lam_v)
@@ -176,6 +181,7 @@ def lif_backward(
             lam_a = torch.where(fired, lam_a - adapt.beta * jumped, lam_a)
             lam_v = torch.where(fired, jumped, lam_v)
             lam_a = adapt.alpha_adapt * lam_a
+        lam_i_next = lam_i
         lam_i = neurons.alpha_syn * lam_i + neurons.syn_gain * lam_v
         lam_v = neurons.alpha_mem * lam_v
     return _finish(x, w_in, trace, drive_trace, grad_w_rec)
@@ -188,13 +194,15 @@ def li_backward(
     """Adjoint of :func:`li_forward` for the forcing ``grad_v`` = dL/dV [B, T, N]."""
     lam_v = x.new_zeros(x.shape[0], w_in.shape[0])
     lam_i = torch.zeros_like(lam_v)
+    lam_i_next = torch.zeros_like(lam_v)
     trace = torch.empty_like(grad_v)
     drive_trace = torch.empty_like(grad_v) if want_input_timing else None
     for n in range(x.shape[1] - 1, -1, -1):
         trace[:, n] = lam_i
         if drive_trace is not None:
-            drive_trace[:, n] = _drive(lam_v, lam_i, neurons)
+            drive_trace[:, n] = _drive(lam_i_next, lam_i, neurons)
         lam_v = lam_v + grad_v[:, n]
+        lam_i_next = lam_i
         lam_i = neurons.alpha_syn * lam_i + neurons.syn_gain * lam_v
         lam_v = neurons.alpha_mem * lam_v
     return _finish(x, w_in, trace, drive_trace, None)

@@ -74,5 +74,5 @@ def neuron_arrays(module: nn.Module, params: LIFParams, size: int, dt: float,
     threshold = np.full(size, params.threshold if params.spiking else np.inf, dtype=dtype)
     return NeuronArrays(
         alpha_mem=cast(alpha_mem), alpha_syn=cast(alpha_syn), syn_gain=cast(syn_gain),
-        threshold=threshold, tau_mem=cast(tau_mem), tau_syn=cast(tau_syn),
+        threshold=threshold, tau_mem=cast(tau_mem), tau_syn=cast(tau_syn), dt=dt,
     )  # fmt: skip

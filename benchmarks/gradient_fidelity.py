@@ -32,6 +32,7 @@ def main() -> None:
     parser.add_argument("--dt", type=float, default=1.0)
     parser.add_argument("--weight-mean", type=float, default=0.6)
     parser.add_argument("--min-vdot", type=float, default=0.01)
+    parser.add_argument("--recurrent", action="store_true", help="recurrent hidden layer")
     parser.add_argument("--reference-dt", type=float, default=None,
                         help="also compare with the EventProp gradient at this finer step (ms)")
     args = parser.parse_args()
@@ -83,7 +84,8 @@ def _network(args, dt: float, method: str, spikes_ms: np.ndarray):
         x = spikes_ms.reshape(spikes_ms.shape[0], -1, stride, spikes_ms.shape[2]).sum(2)
     torch.manual_seed(0)
     hidden = snn.LIF(spikes_ms.shape[2], 32, dt=dt, weight_mean=args.weight_mean,
-                     method=method, min_vdot=args.min_vdot).double()
+                     recurrent=args.recurrent, method=method,
+                     min_vdot=args.min_vdot).double()
     readout = snn.LI(32, 5, dt=dt, weight_std=20.0, method=method).double()
     return hidden, readout, torch.from_numpy(x.astype(np.float64))
 

@@ -222,3 +222,19 @@ def test_shd_recipe_learns_small_synthetic_set(tmp_path):
     again = evaluate_run(tmp_path / "run")
     assert again["test_accuracy"] == pytest.approx(result["test_accuracy"])
     assert again["per_speaker_accuracy"] == result["per_speaker_accuracy"]
+
+
+@pytest.mark.slow
+def test_default_model_learns_one_second_synthetic_shd(tmp_path):
+    """The default model section (feed-forward 128, lr 1e-2) over 1,000 steps of 1 ms.
+    With the continuous-time timing drive this diverged to 0 % (loss ~45); with the
+    discrete drive it reaches 0.95 (measured, 15 epochs)."""
+    from spikeforge.experiments.config import load_config
+    from spikeforge.experiments.runner import train_run
+
+    folder = synthesize_shd(tmp_path / "data", n_train=400, n_test=120, n_classes=4,
+                            n_speakers=6, n_test_speakers=2, spikes_per_sample=1500)
+    config = load_config(None, {"data.name": "shd", "data.data_dir": str(folder),
+                                "train.epochs": 15, "train.threads": 1})
+    result = train_run(config, tmp_path / "run")
+    assert result["test_accuracy"] >= 0.8  # chance 0.25

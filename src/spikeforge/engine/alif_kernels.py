@@ -42,7 +42,12 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from spikeforge.engine.cpu_kernels import _adjoint_step, _input_step_backward, _timing_drive
+from spikeforge.engine.cpu_kernels import (
+    _adjoint_step,
+    _input_step_backward,
+    _own_spikes_timing,
+    _timing_drive,
+)
 
 
 @njit(cache=True, parallel=True)
@@ -143,15 +148,8 @@ def alif_backward(
                         grad_w_in, in_dldt, want_timing,
                     )  # fmt: skip
                 k_hi = k
-                while k >= k_start and sp_step[k] == n:
-                    row = sp_unit[k]
-                    acc = 0.0
-                    if has_rec:
-                        for j in range(n_out):
-                            grad_w_rec[row, j] += lam_i[j]
-                            acc += w_rec[row, j] * drive[j]
-                    step_dldt[k_hi - k] = acc + sp_dldt[k]
-                    k -= 1
+                k = _own_spikes_timing(k, k_start, n, sp_step, sp_unit, sp_dldt, w_rec,
+                                       has_rec, lam_i, drive, grad_w_rec, step_dldt)
                 for q in range(k_hi, k, -1):
                     j = sp_unit[q]
                     i_k = sp_isyn[q] / alpha_syn[j]  # the current at the start of the step

@@ -142,6 +142,39 @@ def _adjoint_step(lam_v, lam_i, lam_i_next, alpha_mem, alpha_syn, syn_gain):
 
 
 @njit(cache=True, fastmath=True)
+def _own_spikes_timing(
+    k, k_start, n, sp_step, sp_unit, sp_dldt, w_rec, has_rec, lam_i, drive, grad_w_rec,
+    step_dldt,
+):  # fmt: skip
+    """Walk the layer's own spikes at step n (k downwards): recurrent weight gradient and
+    each spike's total timing sensitivity (consumers' plus its recurrent synapses') into
+    ``step_dldt[k_hi - k]``; ``drive`` must hold this step's timing drive. Returns new k."""
+    k_hi = k
+    n_out = lam_i.shape[0]
+    while k >= k_start and sp_step[k] == n:
+        row = sp_unit[k]
+        acc = 0.0
+        if has_rec:
+            for j in range(n_out):
+                grad_w_rec[row, j] += lam_i[j]
+                acc += w_rec[row, j] * drive[j]
+        step_dldt[k_hi - k] = acc + sp_dldt[k]
+        k -= 1
+    return k
+
+
+@njit(cache=True, fastmath=True)
+def _lif_jumps(k_hi, k, sp_unit, sp_isyn, alpha_syn, threshold, tau_mem, step_dldt, lam_v,
+               min_vdot):  # fmt: skip
+    """EventProp jump (2') of lam_V for the spikes k_hi down to k + 1 of one step."""
+    for q in range(k_hi, k, -1):
+        row = sp_unit[q]
+        i_k = sp_isyn[q] / alpha_syn[row]  # the current at the start of the step
+        denom = max(i_k - threshold[row], min_vdot)
+        lam_v[row] = (lam_v[row] * i_k - tau_mem[row] * step_dldt[k_hi - q]) / denom
+
+
+@njit(cache=True, fastmath=True)
 def _input_step_backward(
     p, p_start, n, in_step, in_unit, in_value, w_in, lam_i, drive, grad_w, in_dldt, want_timing,
 ):  # fmt: skip
@@ -209,21 +242,10 @@ def lif_backward(
                         grad_w_in, in_dldt, want_timing,
                     )  # fmt: skip
                 k_hi = k
-                while k >= k_start and sp_step[k] == n:
-                    row = sp_unit[k]
-                    acc = 0.0
-                    if has_rec:
-                        for j in range(n_out):
-                            grad_w_rec[row, j] += lam_i[j]
-                        for j in range(n_out):
-                            acc += w_rec[row, j] * drive[j]
-                    step_dldt[k_hi - k] = acc + sp_dldt[k]
-                    k -= 1
-                for q in range(k_hi, k, -1):
-                    row = sp_unit[q]
-                    i_k = sp_isyn[q] / alpha_syn[row]
-                    denom = max(i_k - threshold[row], min_vdot)
-                    lam_v[row] = (lam_v[row] * i_k - tau_mem[row] * step_dldt[k_hi - q]) / denom
+                k = _own_spikes_timing(k, k_start, n, sp_step, sp_unit, sp_dldt, w_rec,
+                                       has_rec, lam_i, drive, grad_w_rec, step_dldt)
+                _lif_jumps(k_hi, k, sp_unit, sp_isyn, alpha_syn, threshold, tau_mem, step_dldt,
+                           lam_v, min_vdot)
                 if want_trace:
                     for j in range(n_out):
                         lam_i_trace[b, n, j] = lam_i[j]

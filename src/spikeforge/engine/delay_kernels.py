@@ -15,6 +15,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from spikeforge.engine.cpu_kernels import _lif_jumps
+
 
 @njit(cache=True)
 def _scatter(ring, n, row, val, w, dq, df):
@@ -159,13 +161,8 @@ def delayed_backward(
                             )  # fmt: skip
                         step_dldt[k_hi - k] = acc + sp_dldt[k]
                         k -= 1
-                    for q in range(k_hi, k, -1):
-                        row = sp_unit[q]
-                        i_k = sp_isyn[q] / alpha_syn[row]  # I at the start of the step
-                        denom = max(i_k - threshold[row], min_vdot)
-                        lam_v[row] = (
-                            lam_v[row] * i_k - tau_mem[row] * step_dldt[k_hi - q]
-                        ) / denom
+                    _lif_jumps(k_hi, k, sp_unit, sp_isyn, alpha_syn, threshold, tau_mem,
+                               step_dldt, lam_v, min_vdot)
                 else:
                     for j in range(n_out):
                         lam_v[j] += grad_v[b, n, j]

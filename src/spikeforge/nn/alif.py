@@ -24,6 +24,7 @@ from spikeforge.nn.functional import (
     _input_grad,
     _spike_dldt,
     _to_numpy_weight,
+    numpy_dtype,
 )
 from spikeforge.nn.layers import LIF, _check_input
 from spikeforge.nn.records import SpikeRecord, attach
@@ -96,13 +97,11 @@ class ALIF(LIF):
 
             adaptation = Adaptation(vector(math.exp(-self.dt / p.tau_adapt)), vector(p.beta))
             return lif_bptt(self, x, adaptation)
+        adapt = AdaptArrays.from_params(p, self.out_features, self.dt,
+                                        numpy_dtype(self.weight.dtype))
         if uses_device_path(x, self.backend):
-            np_dtype = torch.empty(0, dtype=self.weight.dtype).numpy().dtype
-            return lif_device(self, x, AdaptArrays.from_params(p, self.out_features, self.dt,
-                                                               np_dtype))
+            return lif_device(self, x, adapt)
         call = self._call(x, upstream, self.dense_output)
-        dtype = call.neurons.alpha_mem.dtype
-        adapt = AdaptArrays.from_params(p, self.out_features, self.dt, dtype)
         out = ALIFFunction.apply(x, self.weight, self.recurrent_weight, call, adapt)
         self.last_record = call.output
         return attach(out, call.output)

@@ -18,6 +18,7 @@ import torch
 
 from spikeforge.engine import Events
 from spikeforge.model.neurons import LIFParams
+from spikeforge.nn.functional import numpy_dtype
 from spikeforge.nn.records import SpikeRecord, attach
 
 
@@ -134,7 +135,7 @@ class _EventsToDense(torch.autograd.Function):
     @staticmethod
     def forward(ctx, token, record: SpikeRecord, dtype_probe):
         ctx.record, ctx.shape = record, token.shape
-        dense = record.events.to_dense(dtype_probe.detach().cpu().numpy().dtype)
+        dense = record.events.to_dense(numpy_dtype(dtype_probe.dtype))
         return torch.from_numpy(dense).to(dtype_probe.device)
 
     @staticmethod

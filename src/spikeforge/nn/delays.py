@@ -34,6 +34,7 @@ from spikeforge.errors import SpikeforgeError
 from spikeforge.model.neurons import LIFParams
 from spikeforge.nn import delay_bptt
 from spikeforge.nn.delay_bptt import dense_timing
+from spikeforge.nn.functional import numpy_dtype
 from spikeforge.nn.records import SpikeRecord, attach, record_of
 
 METHODS = ("eventprop", "bptt")
@@ -44,7 +45,7 @@ class DelayCall:
     """Non-tensor arguments of one forward call of a delayed layer.
 
     Delayed layers have no torch (CUDA) kernels: with CUDA parameters the compiled kernels
-    run on host copies and results and gradients are moved back to ``device``.
+    run on host copies and results and gradients are moved back to the parameters' device.
     """
 
     neurons: NeuronArrays
@@ -55,7 +56,6 @@ class DelayCall:
     min_vdot: float
     dense_output: bool
     upstream: SpikeRecord | None
-    device: torch.device  # where the parameters live; CUDA ones get host-computed results
     output: SpikeRecord | None = None
 
 
@@ -89,7 +89,7 @@ class DelayedFunction(torch.autograd.Function):
     def forward(ctx, x, w_in, d_in, w_rec, d_rec, call: DelayCall):
         inputs = call.upstream.events if call.upstream is not None else Events.from_dense(
             x.detach().cpu().numpy())
-        device = w_in.device  # CUDA parameters: kernels run on host copies (see DelayCall)
+        device = ctx.device = w_in.device  # CUDA: kernels run on host copies (see DelayCall)
         w_in_np, w_rec_np = _np_t(w_in), None if w_rec is None else _np_t(w_rec)
         dtype = w_in_np.dtype
         steps_in, steps_rec = _steps(d_in, call, dtype), _steps(d_rec, call, dtype)
@@ -134,10 +134,8 @@ class DelayedFunction(torch.autograd.Function):
         elif need_x:
             grad_x = torch.from_numpy(
                 _trace_input_grad(grads.lam_i_trace, w_in_np, steps_in)).to(x)
-        device = call.device
-
         def back(array):
-            return None if array is None else torch.from_numpy(array.T.copy()).to(device)
+            return None if array is None else torch.from_numpy(array.T.copy()).to(ctx.device)
 
         return (grad_x, back(grads.grad_w_in), back(grads.grad_d_in), back(grads.grad_w_rec),
                 back(grads.grad_d_rec), None)  # fmt: skip
@@ -236,13 +234,13 @@ class _DelayedLayer(nn.Module):
         n_steps = upstream.events.n_steps if upstream is not None else x.shape[1]
         self.check_duration(n_steps)
         d_in, d_rec = self.clamped_delays()
-        dtype = torch.empty(0, dtype=self.weight.dtype).numpy().dtype
+        dtype = numpy_dtype(self.weight.dtype)
         if self.method == "bptt":
             return self._forward_bptt(x, upstream, d_in, d_rec)
         call = DelayCall(
             NeuronArrays.from_params(self.params, self.out_features, self.dt, dtype), self.dt,
             self.delay_mode, self.spiking, "event" if self.backend == "auto" else self.backend,
-            self.min_vdot, getattr(self, "dense_output", True), upstream, self.weight.device,
+            self.min_vdot, getattr(self, "dense_output", True), upstream,
         )  # fmt: skip
         out = DelayedFunction.apply(x, self.weight, d_in, self.recurrent_weight, d_rec, call)
         if self.spiking:

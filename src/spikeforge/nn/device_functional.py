@@ -17,6 +17,7 @@ import torch
 from spikeforge.engine import Events
 from spikeforge.engine import torch_kernels as kernels
 from spikeforge.engine.layers import DEFAULT_MIN_VDOT
+from spikeforge.nn.functional import numpy_dtype
 from spikeforge.nn.records import attach, record_of
 from spikeforge.nn.time_constants import neuron_arrays
 
@@ -145,8 +146,8 @@ def uses_device_path(x: torch.Tensor, backend: str) -> bool:
 
 
 def _device_call(layer, x: torch.Tensor, adapt=None) -> DeviceCall:
-    np_dtype = torch.empty(0, dtype=layer.weight.dtype).numpy().dtype
-    arrays = neuron_arrays(layer, layer.params, layer.out_features, layer.dt, np_dtype)
+    arrays = neuron_arrays(layer, layer.params, layer.out_features, layer.dt,
+                           numpy_dtype(layer.weight.dtype))
     return DeviceCall(
         neurons=kernels.DeviceNeurons.from_arrays(arrays, layer.weight),
         dt=layer.dt, min_vdot=getattr(layer, "min_vdot", DEFAULT_MIN_VDOT),

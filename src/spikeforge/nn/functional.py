@@ -25,6 +25,12 @@ class LayerCall:
     output: SpikeRecord | None = None
 
 
+def numpy_dtype(dtype: torch.dtype) -> np.dtype:
+    """The NumPy dtype the engine computes in for parameters of torch ``dtype`` (no copy,
+    works for parameters on any device)."""
+    return torch.empty(0, dtype=dtype).numpy().dtype
+
+
 def _to_numpy_weight(weight: torch.Tensor) -> np.ndarray:
     """torch [post, pre] -> contiguous numpy [pre, post] (presynaptic rows contiguous)."""
     return np.ascontiguousarray(weight.detach().cpu().numpy().T)

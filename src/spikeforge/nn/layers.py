@@ -20,7 +20,7 @@ from spikeforge.model.neurons import LIFParams
 from spikeforge.nn.bptt import DEFAULT_SLOPE, DEFAULT_SURROGATE
 from spikeforge.nn.bptt_layers import configure_method, li_bptt, lif_bptt
 from spikeforge.nn.device_functional import li_device, lif_device, uses_device_path
-from spikeforge.nn.functional import LayerCall, run_li, run_lif
+from spikeforge.nn.functional import LayerCall, numpy_dtype, run_li, run_lif
 from spikeforge.nn.records import SpikeRecord, record_of
 from spikeforge.nn.time_constants import neuron_arrays
 
@@ -79,7 +79,7 @@ class _SpikingLayer(nn.Module):
             self.weight.normal_(weight_mean, weight_std / math.sqrt(in_features))
 
     def _call(self, x: torch.Tensor, upstream: SpikeRecord | None, dense: bool) -> LayerCall:
-        dtype = self.weight.detach().numpy().dtype
+        dtype = numpy_dtype(self.weight.dtype)
         return LayerCall(
             neurons=neuron_arrays(self, self.params, self.out_features, self.dt, dtype),
             dt=self.dt,

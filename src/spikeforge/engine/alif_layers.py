@@ -108,12 +108,9 @@ def alif_backward(
     spike_adapt = spike_adapt.astype(dtype, copy=False)
     n = neurons
     if backend == "reference":
-        index = (spikes.sample_index(), spikes.step, spikes.unit)
-        shape = (spikes.n_batch, spikes.n_steps, spikes.n_units)
-        dense = {name: np.zeros(shape, dtype) for name in ("dldt", "isyn", "adapt")}
-        dense["dldt"][index] = spike_dldt
-        dense["isyn"][index] = spikes.isyn
-        dense["adapt"][index] = spike_adapt
+        dense = {"dldt": spikes.dense_of(spike_dldt, dtype),
+                 "isyn": spikes.dense_of(spikes.isyn, dtype),
+                 "adapt": spikes.dense_of(spike_adapt, dtype)}
         gw_in, gw_rec, in_dldt, trace = alif_reference.alif_backward(
             inputs.to_dense(), w_in, w_rec, spikes.to_dense(dtype), dense["isyn"],
             dense["adapt"], dense["dldt"], n.alpha_mem, n.alpha_syn, n.syn_gain,

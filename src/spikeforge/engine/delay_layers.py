@@ -159,12 +159,9 @@ def delayed_backward(
     if backend == "reference":
         dense_dldt = spike_dense = isyn_dense = None
         if spiking:
-            index = (spikes.sample_index(), spikes.step, spikes.unit)
-            dense_dldt = np.zeros((n_batch, n_steps, n_out), dtype)
-            dense_dldt[index] = spike_dldt
+            dense_dldt = spikes.dense_of(spike_dldt, dtype)
             spike_dense = spikes.to_dense(dtype)
-            isyn_dense = np.zeros_like(spike_dense)
-            isyn_dense[index] = spikes.isyn
+            isyn_dense = spikes.dense_of(spikes.isyn, dtype)
         rec = (None, None, None) if w_rec is None else (w_rec, d_rec.q, d_rec.f)
         out = delay_reference.delayed_backward(
             inputs.to_dense(), w_in, d_in.q, d_in.f, *rec, spike_dense, isyn_dense,

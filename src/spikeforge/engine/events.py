@@ -108,6 +108,14 @@ class Events:
         np.add.at(out, (sample, self.step, self.unit), self.value)
         return out
 
+    def dense_of(self, per_event: np.ndarray, dtype: np.dtype | None = None) -> np.ndarray:
+        """Per-event values [E] (e.g. ``isyn`` or dL/dt) placed at their (sample, step,
+        unit) in a zero ``[B, T, units]`` array (the last of coincident events wins)."""
+        out = np.zeros((self.n_batch, self.n_steps, self.n_units),
+                       dtype=dtype or per_event.dtype)
+        out[self.sample_index(), self.step, self.unit] = per_event
+        return out
+
     def sample_index(self) -> np.ndarray:
         """Sample index of each event, int64 [E]."""
         return np.repeat(np.arange(self.n_batch), np.diff(self.ptr))

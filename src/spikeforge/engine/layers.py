@@ -273,11 +273,9 @@ def lif_backward(
     spike_dldt = spike_dldt.astype(w_in.dtype, copy=False)
     if backend == "reference":
         x = _dense(inputs, w_in.dtype)
-        dense_dldt = np.zeros((spikes.n_batch, spikes.n_steps, spikes.n_units), w_in.dtype)
-        dense_dldt[spikes.sample_index(), spikes.step, spikes.unit] = spike_dldt
+        dense_dldt = spikes.dense_of(spike_dldt, w_in.dtype)
         spike_dense = spikes.to_dense(w_in.dtype)
-        isyn_dense = np.zeros_like(spike_dense)
-        isyn_dense[spikes.sample_index(), spikes.step, spikes.unit] = spikes.isyn
+        isyn_dense = spikes.dense_of(spikes.isyn, w_in.dtype)
         gw_in, gw_rec, in_dldt, trace = reference.lif_backward(
             x, w_in, w_rec, spike_dense, isyn_dense, dense_dldt, neurons.alpha_mem,
             neurons.alpha_syn, neurons.syn_gain, neurons.threshold, neurons.tau_mem,

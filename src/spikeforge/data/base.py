@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from spikeforge.data.delays import DelayLines
-from spikeforge.engine.events import Events
+from spikeforge.events import Events
 
 Sample = tuple[np.ndarray, np.ndarray]
 """One sample: (step indices int [k], channel indices int [k])."""

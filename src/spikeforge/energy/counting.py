@@ -25,8 +25,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
-from spikeforge.engine.events import Events
 from spikeforge.errors import SpikeforgeError
+from spikeforge.events import Events
 
 
 def fan_out(weight: np.ndarray | torch.Tensor) -> np.ndarray:

@@ -15,7 +15,7 @@ from spikeforge.atomic import atomic_path, write_text_atomic
 from spikeforge.energy import measure as ms
 from spikeforge.energy.counting import NetworkOps, count_network_ops
 from spikeforge.energy.platforms import PLATFORMS, modelled_energy
-from spikeforge.engine import Events
+from spikeforge.events import Events
 
 
 def equivalent_ann(network) -> nn.Sequential:

@@ -1,6 +1,5 @@
 """How networks run: sparse-event forward kernels and EventProp adjoint kernels."""
 
-from spikeforge.engine.events import Events
 from spikeforge.engine.layers import (
     BACKENDS,
     LayerGrads,
@@ -10,6 +9,7 @@ from spikeforge.engine.layers import (
     lif_backward,
     lif_forward,
 )
+from spikeforge.events import Events
 
 __all__ = [
     "BACKENDS",

@@ -14,7 +14,6 @@ import numba
 import numpy as np
 
 from spikeforge.engine import alif_kernels, alif_reference
-from spikeforge.engine.events import Events
 from spikeforge.engine.layers import (
     BACKENDS,
     DEFAULT_MIN_VDOT,
@@ -24,6 +23,7 @@ from spikeforge.engine.layers import (
     spikes_from_dense,
 )
 from spikeforge.errors import SpikeforgeError
+from spikeforge.events import Events
 from spikeforge.model.neurons import ALIFParams
 
 

@@ -12,7 +12,6 @@ import numba
 import numpy as np
 
 from spikeforge.engine import delay_kernels, delay_reference
-from spikeforge.engine.events import Events
 from spikeforge.engine.layers import (
     BACKENDS,
     DEFAULT_MIN_VDOT,
@@ -21,6 +20,7 @@ from spikeforge.engine.layers import (
     spikes_from_dense,
 )
 from spikeforge.errors import SpikeforgeError
+from spikeforge.events import Events
 
 DELAY_MODES = ("interpolate", "round")
 

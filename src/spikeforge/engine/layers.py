@@ -14,8 +14,8 @@ import numba
 import numpy as np
 
 from spikeforge.engine import cpu_kernels, reference
-from spikeforge.engine.events import Events
 from spikeforge.errors import SpikeforgeError
+from spikeforge.events import Events
 from spikeforge.model.neurons import LIFParams
 
 BACKENDS = ("event", "reference")

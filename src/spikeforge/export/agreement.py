@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from spikeforge.data import SpikeDataset, iterate_batches
-from spikeforge.engine import Events
+from spikeforge.events import Events
 from spikeforge.export.network_io import LoadedModel, predict_scores, scores_from_output
 
 

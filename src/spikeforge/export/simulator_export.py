@@ -13,8 +13,8 @@ import numpy as np
 import torch
 
 from spikeforge.atomic import atomic_path
-from spikeforge.engine import Events
 from spikeforge.errors import SpikeforgeError
+from spikeforge.events import Events
 from spikeforge.export.agreement import SimOutput
 from spikeforge.export.capabilities import check_expressible
 from spikeforge.export.network_io import LoadedModel

@@ -16,8 +16,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from spikeforge.engine import Events
 from spikeforge.errors import SpikeforgeError
+from spikeforge.events import Events
 from spikeforge.nn.bptt import Adaptation, check_surrogate, li_loop, lif_loop, torch_decays
 from spikeforge.nn.records import SpikeRecord, record_of
 from spikeforge.nn.time_constants import setup_time_constants, tau_vectors

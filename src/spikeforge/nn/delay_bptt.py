@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from spikeforge.engine import Events
+from spikeforge.events import Events
 from spikeforge.model.neurons import LIFParams
 from spikeforge.nn.functional import numpy_dtype
 from spikeforge.nn.records import SpikeRecord, attach

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from spikeforge.engine import Events, NeuronArrays
+from spikeforge.engine import NeuronArrays
 from spikeforge.engine.delay_layers import (
     DELAY_MODES,
     DelaySteps,
@@ -31,6 +31,7 @@ from spikeforge.engine.delay_layers import (
 )
 from spikeforge.engine.layers import BACKENDS, DEFAULT_MIN_VDOT
 from spikeforge.errors import SpikeforgeError
+from spikeforge.events import Events
 from spikeforge.model.neurons import LIFParams
 from spikeforge.nn import delay_bptt
 from spikeforge.nn.delay_bptt import dense_timing

@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 
 import torch
 
-from spikeforge.engine import Events
 from spikeforge.engine import torch_kernels as kernels
 from spikeforge.engine.layers import DEFAULT_MIN_VDOT
+from spikeforge.events import Events
 from spikeforge.nn.functional import numpy_dtype
 from spikeforge.nn.records import attach, record_of
 from spikeforge.nn.time_constants import neuron_arrays

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from spikeforge.engine import Events
+from spikeforge.events import Events
 from spikeforge.model.network import NetworkSpec
 from spikeforge.model.neurons import ALIFParams
 from spikeforge.nn.alif import ALIF

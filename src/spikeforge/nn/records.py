@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from spikeforge.engine.events import Events
+from spikeforge.events import Events
 
 RECORD_ATTRIBUTE = "_spikeforge_record"
 

@@ -3,11 +3,12 @@
 from spikeforge.nn.alif import ALIF
 from spikeforge.nn.bptt import SURROGATES
 from spikeforge.nn.bptt_layers import METHODS
+from spikeforge.nn.compile import build_network
 from spikeforge.nn.layers import LI, LIF
 from spikeforge.nn.network import SpikingNetwork
 from spikeforge.nn.records import SpikeRecord, event_input, record_of
 
 __all__ = [
     "ALIF", "LI", "LIF", "METHODS", "SURROGATES", "SpikeRecord", "SpikingNetwork",
-    "event_input", "record_of",
+    "build_network", "event_input", "record_of",
 ]

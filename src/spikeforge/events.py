@@ -7,7 +7,10 @@ A batch of B samples over ``n_steps`` time steps is stored as flat arrays sorted
     step  int32 [E]       time step index of each event (0 <= step < n_steps)
     unit  int32 [E]       channel / neuron index
     value float [E]       amplitude (1 for spikes; a current for analogue inputs)
-    isyn  float [E]       (LIF outputs only) synaptic current at the spike, for EventProp
+    isyn  float [E]       (spiking layer outputs only) synaptic current at the spike, for
+                          EventProp
+    extra float [E]       (outputs of neuron models that need a second per-spike value,
+                          e.g. ALIF's adaptation just before the spike) or None
 
 Memory is O(E), never O(B x n_steps x units).
 """
@@ -15,10 +18,16 @@ Memory is O(E), never O(B x n_steps x units).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+from numba import njit, prange
 
 from spikeforge.errors import SpikeforgeError
+
+DenseInput = Any
+"""A dense ``[B, T, units]`` array: a NumPy array, a CPU torch tensor, or anything
+``numpy.asarray`` accepts."""
 
 
 @dataclass
@@ -33,18 +42,27 @@ class Events:
     unit: np.ndarray
     value: np.ndarray
     isyn: np.ndarray | None = None
+    extra: np.ndarray | None = None
 
     @property
     def n_events(self) -> int:
         return int(self.step.shape[0])
 
     @classmethod
-    def from_dense(cls, x: np.ndarray) -> Events:
-        """Build events from the non-zero entries of a dense ``[B, T, units]`` array."""
-        if x.ndim != 3:
-            raise SpikeforgeError(
-                f"expected input of shape [batch, time, features], got {x.ndim} dimensions"
-            )
+    def from_dense(cls, x: DenseInput) -> Events:
+        """Build events from the non-zero entries of a dense ``[B, T, units]`` array.
+
+        ``x`` holds spike counts or input currents per step (any real or bool dtype; a
+        CPU torch tensor is read in place). The events are sorted by sample, then step,
+        then unit, with ``value`` of ``x``'s dtype; compiled and parallel over the B x T
+        rows (:func:`dense_to_events`), identical to :meth:`from_dense_reference`.
+        """
+        return cls(*dense_to_events(_dense_array(x)))
+
+    @classmethod
+    def from_dense_reference(cls, x: DenseInput) -> Events:
+        """:meth:`from_dense` written with ``numpy.nonzero`` (single-threaded): the oracle."""
+        x = _dense_array(x)
         b_idx, t_idx, u_idx = np.nonzero(x)
         counts = np.bincount(b_idx, minlength=x.shape[0])
         ptr = np.zeros(x.shape[0] + 1, dtype=np.int64)
@@ -137,4 +155,98 @@ class Events:
             self.unit,
             self.value.astype(dtype, copy=False),
             None if self.isyn is None else self.isyn.astype(dtype, copy=False),
+            None if self.extra is None else self.extra.astype(dtype, copy=False),
         )
+
+
+def _dense_array(x: DenseInput) -> np.ndarray:
+    """``x`` as a 3-D NumPy array; a CPU torch tensor becomes a view of its memory (no copy;
+    a tensor on another device is copied to the host)."""
+    if not isinstance(x, np.ndarray):
+        # a torch tensor, recognised without importing torch (this module stays light)
+        x = x.detach().cpu().numpy() if hasattr(x, "detach") else np.asarray(x)
+    if x.ndim != 3:
+        raise SpikeforgeError(
+            f"expected input of shape [batch, time, features], got {x.ndim} dimensions"
+        )
+    return x
+
+
+_COMPILED_KINDS = "biuf"  # bool, signed / unsigned integers, floats (not float16)
+
+
+def dense_to_events(
+    x: np.ndarray,
+) -> tuple[int, int, int, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The fields ``(n_batch, n_steps, n_units, ptr, step, unit, value)`` of the events of
+    a dense ``[B, T, units]`` array, in (sample, step, unit) order.
+
+    Two compiled passes over the B x T rows of ``x`` (Numba, parallel over rows): count
+    the non-zeros of each row, prefix-sum the counts into row offsets, then fill each
+    row's events at its offset. Dtypes Numba cannot compile (float16, complex, object,
+    non-native byte order) take the NumPy path.
+    """
+    n_batch, n_steps, n_units = x.shape
+    if x.dtype.kind not in _COMPILED_KINDS or x.dtype == np.float16 or not x.dtype.isnative:
+        ev = Events.from_dense_reference(x)
+        return n_batch, n_steps, n_units, ev.ptr, ev.step, ev.unit, ev.value
+    rows = np.ascontiguousarray(x).reshape(n_batch * n_steps, n_units)
+    row_ptr = np.zeros(rows.shape[0] + 1, dtype=np.int64)
+    np.cumsum(_count_rows(rows), out=row_ptr[1:])
+    n_events = int(row_ptr[-1])
+    step = np.empty(n_events, dtype=np.int32)
+    unit = np.empty(n_events, dtype=np.int32)
+    value = np.empty(n_events, dtype=x.dtype)
+    if n_events:
+        _fill_rows(rows, row_ptr, n_steps, step, unit, value)
+    ptr = row_ptr[::n_steps].copy() if n_steps else np.zeros(n_batch + 1, np.int64)
+    return n_batch, n_steps, n_units, ptr, step, unit, value
+
+
+_ROW_CHUNKS = 256
+"""The rows are split into at most this many contiguous chunks for the parallel loops
+(enough for load balance on many cores, few enough to keep each chunk's scan long)."""
+
+# The per-row scans are separate functions: inside a ``prange`` body the same loop compiles
+# to code about 2x slower (measured with Numba 0.68).
+
+
+@njit(cache=True)
+def _count_row(row):
+    count = 0
+    for u in range(row.shape[0]):
+        count += row[u] != 0
+    return count
+
+
+@njit(cache=True)
+def _fill_row(row, k, t, step, unit, value):
+    for u in range(row.shape[0]):
+        v = row[u]
+        if v != 0:
+            step[k] = t
+            unit[k] = u
+            value[k] = v
+            k += 1
+
+
+@njit(parallel=True, cache=True)
+def _count_rows(rows):
+    """Non-zeros per row of ``rows`` [R, units] -> int64 [R]."""
+    n_rows = rows.shape[0]
+    counts = np.empty(n_rows, dtype=np.int64)
+    n_chunks = min(n_rows, _ROW_CHUNKS)
+    for c in prange(n_chunks):
+        for r in range(c * n_rows // n_chunks, (c + 1) * n_rows // n_chunks):
+            counts[r] = _count_row(rows[r])
+    return counts
+
+
+@njit(parallel=True, cache=True)
+def _fill_rows(rows, row_ptr, n_steps, step, unit, value):
+    """Write row r's events (step r % n_steps, unit, value) from ``row_ptr[r]`` on."""
+    n_rows = rows.shape[0]
+    n_chunks = min(n_rows, _ROW_CHUNKS)
+    for c in prange(n_chunks):
+        for r in range(c * n_rows // n_chunks, (c + 1) * n_rows // n_chunks):
+            _fill_row(rows[r], row_ptr[r], r % n_steps, step, unit, value)

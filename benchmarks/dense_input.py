@@ -11,6 +11,7 @@ as ``snn.event_input(Events)`` (native path); median of ``--repeats`` steps afte
 warm-up. One JSON object per line on stdout.
 
     python benchmarks/dense_input.py [--T 100,1000] [--batch 32] [--repeats 7] [--step]
+                                     [--no-conversion]
 """
 
 from __future__ import annotations
@@ -118,14 +119,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--step", action="store_true", help="also time training steps")
+    parser.add_argument("--no-conversion", action="store_true",
+                        help="skip the conversion timings (e.g. on a tree without "
+                             "from_dense_reference, for a before/after training step)")
     args = parser.parse_args(argv)
     steps = [int(t) for t in args.T.split(",")]
     import numba
 
     print(json.dumps({"bench": "meta", "numba_threads": numba.get_num_threads(),
                       "time": time.strftime("%Y-%m-%d %H:%M:%S")}), flush=True)
-    for row in conversion_rows(steps, args.batch, args.repeats):
-        print(json.dumps(row), flush=True)
+    if not args.no_conversion:
+        for row in conversion_rows(steps, args.batch, args.repeats):
+            print(json.dumps(row), flush=True)
     if args.step:
         for row in step_rows(steps, args.batch, args.repeats):
             print(json.dumps(row), flush=True)

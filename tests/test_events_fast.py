@@ -93,3 +93,14 @@ def test_torch_tensor_input():
 def test_wrong_rank_is_a_sentence():
     with pytest.raises(SpikeforgeError, match=r"\[batch, time, features\], got 2"):
         Events.from_dense(np.zeros((3, 4)))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float16])
+def test_from_dense_if_sparse_decides_on_density(dtype):
+    x = np.zeros((2, 10, 10), dtype)
+    x[0, :, :3] = 1.0  # 30 of 200 entries: density 0.15
+    sparse = Events.from_dense_if_sparse(x, 0.16)
+    assert sparse is not None
+    _assert_identical(sparse, Events.from_dense_reference(x))
+    assert Events.from_dense_if_sparse(x, 0.15) is None  # at the threshold: dense
+    assert Events.from_dense_if_sparse(np.zeros((0, 3, 4), dtype), 0.1).n_events == 0

@@ -60,6 +60,14 @@ class Events:
         return cls(*dense_to_events(_dense_array(x)))
 
     @classmethod
+    def from_dense_if_sparse(cls, x: DenseInput, max_density: float) -> Events | None:
+        """The events of dense ``x [B, T, units]`` if fewer than ``max_density`` of its
+        entries are non-zero, else None (use the dense array): the density comes from the
+        conversion's own counting pass, so deciding costs no extra scan of ``x``."""
+        fields = dense_to_events(_dense_array(x), max_density)
+        return None if fields is None else cls(*fields)
+
+    @classmethod
     def from_dense_reference(cls, x: DenseInput) -> Events:
         """:meth:`from_dense` written with ``numpy.nonzero`` (single-threaded): the oracle."""
         x = _dense_array(x)
@@ -176,10 +184,11 @@ _COMPILED_KINDS = "biuf"  # bool, signed / unsigned integers, floats (not float1
 
 
 def dense_to_events(
-    x: np.ndarray,
-) -> tuple[int, int, int, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    x: np.ndarray, max_density: float | None = None,
+) -> tuple[int, int, int, np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
     """The fields ``(n_batch, n_steps, n_units, ptr, step, unit, value)`` of the events of
-    a dense ``[B, T, units]`` array, in (sample, step, unit) order.
+    a dense ``[B, T, units]`` array, in (sample, step, unit) order; None if ``max_density``
+    is given and at least that fraction of ``x`` is non-zero.
 
     Two compiled passes over the B x T rows of ``x`` (Numba, parallel over rows): count
     the non-zeros of each row, prefix-sum the counts into row offsets, then fill each
@@ -188,12 +197,16 @@ def dense_to_events(
     """
     n_batch, n_steps, n_units = x.shape
     if x.dtype.kind not in _COMPILED_KINDS or x.dtype == np.float16 or not x.dtype.isnative:
+        if max_density is not None and x.size and np.count_nonzero(x) >= max_density * x.size:
+            return None
         ev = Events.from_dense_reference(x)
         return n_batch, n_steps, n_units, ev.ptr, ev.step, ev.unit, ev.value
     rows = np.ascontiguousarray(x).reshape(n_batch * n_steps, n_units)
     row_ptr = np.zeros(rows.shape[0] + 1, dtype=np.int64)
     np.cumsum(_count_rows(rows), out=row_ptr[1:])
     n_events = int(row_ptr[-1])
+    if max_density is not None and x.size and n_events >= max_density * x.size:
+        return None
     step = np.empty(n_events, dtype=np.int32)
     unit = np.empty(n_events, dtype=np.int32)
     value = np.empty(n_events, dtype=x.dtype)

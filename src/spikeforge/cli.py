@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -93,7 +95,28 @@ def _register_commands() -> None:
         importlib.import_module(f"spikeforge.commands.{name}").register(app)
 
 
+def _with_checks(command: str, callback: Callable[..., Any]) -> Callable[..., Any]:
+    """``callback`` preceded by the option checks of :mod:`spikeforge.commands.checks`."""
+
+    @functools.wraps(callback)
+    def checked(*args: Any, **kwargs: Any) -> Any:
+        from spikeforge.commands.checks import check_options
+
+        check_options(command, kwargs)
+        return callback(*args, **kwargs)
+
+    return checked
+
+
+def _add_option_checks() -> None:
+    for info in app.registered_commands:
+        if info.callback is not None:
+            name = info.name or info.callback.__name__.replace("_", "-")
+            info.callback = _with_checks(name, info.callback)
+
+
 _register_commands()
+_add_option_checks()
 
 
 def main() -> None:

@@ -81,6 +81,11 @@ def _vlen_base(ds: h5py.Dataset, kind: str, path: Path) -> np.dtype:
 
 
 def _int_column(ds: h5py.Dataset, path: Path) -> np.ndarray:
+    if not isinstance(ds, h5py.Dataset):
+        raise SpikeforgeError(
+            f"{path}: '{ds.name.lstrip('/')}' is an HDF5 group, not a dataset; store it as a "
+            "1-D integer array"
+        )
     if ds.dtype.kind not in ("i", "u") or ds.ndim != 1:
         raise SpikeforgeError(
             f"{path}: '{ds.name.lstrip('/')}' must be a 1-D integer array, got {ds.dtype} "
@@ -114,6 +119,9 @@ def _read(handle: h5py.File, path: Path, n_channels: int) -> EventFile:
         speakers = _int_column(handle["extra/speaker"], path)
     keys = None
     if "extra/keys" in handle:
+        if not isinstance(handle["extra/keys"], h5py.Dataset):
+            raise SpikeforgeError(f"{path}: 'extra/keys' is an HDF5 group, not a dataset; "
+                                  "store the class names as a 1-D string array")
         keys = [k.decode("utf-8", "replace") if isinstance(k, bytes) else str(k)
                 for k in handle["extra/keys"][()]]
     for name, size in (("spikes/times", times_ds.shape[0]), ("spikes/units", units_ds.shape[0]),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any, Literal
 
@@ -146,7 +147,7 @@ class TrainConfig(_Strict):
 class RunConfig(_Strict):
     """Everything needed to reproduce a run."""
 
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=2**32 - 1, description="random seed (0 .. 2**32-1)")
     data: DataConfig = Field(default_factory=DataConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
@@ -224,11 +225,56 @@ def load_config(path: Path | None, overrides: dict[str, Any] | None = None) -> R
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
         raise SpikeforgeError(f"invalid config value {where}: {first['msg']}") from exc
+    check_finite(config)
     spec = config.model.network_spec(input_units(config.model, 1), 2, config.data.dt,
                                      config.train.loss == "first_spike")
     spec.validate()
     check_method_options(config)
+    check_step_count(config)
     return config
+
+
+MAX_STEPS = 100_000
+"""Most time steps per sample a run may simulate (beyond: memory runs out, not an error)."""
+
+_DEFAULT_WINDOW_MS = {"shd": 1400.0, "ssc": 1000.0}
+
+
+def _non_finite(tree: Any, path: str = "") -> str | None:
+    """Dotted path of the first NaN or infinite number in a dumped config, else None."""
+    if isinstance(tree, dict):
+        items = tree.items()
+    elif isinstance(tree, list):
+        items = ((str(i), v) for i, v in enumerate(tree))
+    else:
+        return path if isinstance(tree, float) and not math.isfinite(tree) else None
+    for key, value in items:
+        found = _non_finite(value, f"{path}.{key}" if path else str(key))
+        if found is not None:
+            return found
+    return None
+
+
+def check_finite(config: RunConfig) -> None:
+    """Raise :class:`SpikeforgeError` naming the first NaN or infinite config value."""
+    where = _non_finite(config.model_dump(mode="python"))
+    if where is not None:
+        raise SpikeforgeError(f"invalid config value {where}: NaN and infinity are not "
+                              "allowed; give a finite number")
+
+
+def check_step_count(config: RunConfig) -> None:
+    """Raise :class:`SpikeforgeError` when ``data.max_time_ms / data.dt`` exceeds
+    :data:`MAX_STEPS` (the dense [batch, time, neurons] buffers would not fit)."""
+    data = config.data
+    window = data.max_time_ms or _DEFAULT_WINDOW_MS.get(data.name)
+    if window is None or data.dt <= 0:
+        return
+    steps = math.ceil(window / data.dt)
+    if steps > MAX_STEPS:
+        raise SpikeforgeError(
+            f"data.max_time_ms / data.dt = {window:g} / {data.dt:g} gives {steps} time steps "
+            f"per sample (at most {MAX_STEPS}); raise data.dt or lower data.max_time_ms")
 
 
 def check_method_options(config: RunConfig) -> None:
@@ -247,3 +293,40 @@ def check_method_options(config: RunConfig) -> None:
 def dump_config(config: RunConfig) -> str:
     """YAML text of the fully resolved config."""
     return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
+
+
+RESUME_IGNORED: tuple[str, ...] = ("train.threads", "data.data_dir", "data.download")
+"""Config fields that do not change a run's results: a run, fold or sweep may resume with
+different values (where the data lives, whether to fetch it, how many CPU threads)."""
+
+
+def semantic_config(tree: dict[str, Any]) -> dict[str, Any]:
+    """A dumped config (``model_dump(mode="json")`` or a saved ``config.yaml``) with the
+    defaults of this version filled in and :data:`RESUME_IGNORED` left out: two runs with
+    equal semantic configs compute the same thing. Raises :class:`SpikeforgeError` if
+    ``tree`` is not a valid config of this version."""
+    try:
+        full = RunConfig.model_validate(tree).model_dump(mode="json")
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise SpikeforgeError(f"the saved config is not valid for this spikeforge version "
+                              f"({where}: {first['msg']})") from exc
+    for dotted in RESUME_IGNORED:
+        section, key = dotted.split(".")
+        full.get(section, {}).pop(key, None)
+    return full
+
+
+def config_differences(saved: dict[str, Any], config: RunConfig) -> list[str]:
+    """Dotted paths of the semantic fields where ``saved`` and ``config`` differ."""
+    a, b = semantic_config(saved), semantic_config(config.model_dump(mode="json"))
+    differ = []
+    for section in sorted(set(a) | set(b)):
+        left, right = a.get(section), b.get(section)
+        if isinstance(left, dict) and isinstance(right, dict):
+            differ += [f"{section}.{key}" for key in sorted(set(left) | set(right))
+                       if left.get(key) != right.get(key)]
+        elif left != right:
+            differ.append(section)
+    return differ

@@ -21,6 +21,7 @@ from spikeforge.experiments import run_folder as rf
 from spikeforge.experiments.config import RunConfig, load_config
 from spikeforge.experiments.delay_plots import plot_delay_histograms
 from spikeforge.experiments.plots import plot_learning_curves, plot_raster
+from spikeforge.experiments.run_checks import check_epoch, check_splits
 from spikeforge.experiments.speaker_report import (
     VAL_KEY,
     report_evaluation,
@@ -52,10 +53,18 @@ def train_run(config: RunConfig, out: Path, console: Console | None = None,
     console = console or Console(stderr=True)
     _set_threads(config.train.threads)
     splits = splits or load_data(config.data)
+    check_splits(splits)
     network = build_network(config, splits)
     trainer = Trainer(config, splits, network)
-    resuming = rf.prepare_run_folder(out, config)
-    out = Path(out)
+    with rf.open_run_folder(out, config) as resuming:  # locked while training
+        return _train_locked(config, Path(out), resuming, trainer, console, on_epoch)
+
+
+def _train_locked(config: RunConfig, out: Path, resuming: bool, trainer: Trainer,
+                  console: Console, on_epoch: Callable[[dict[str, Any]], None] | None
+                  ) -> dict[str, Any]:
+    """The epochs of :func:`train_run`, run while holding the folder's lock."""
+    splits = trainer.splits
     results_path = out / rf.RESULTS
     if resuming and results_path.is_file():
         console.print(f"[green]run in {out} is already complete[/green]")
@@ -79,6 +88,7 @@ def train_run(config: RunConfig, out: Path, console: Console | None = None,
             val = trainer.evaluate(splits.val)
             row.update(val_loss=val.loss, val_accuracy=val.accuracy,
                        hidden_rate_hz=val.hidden_rate_hz, train_seconds=elapsed)
+            check_epoch(epoch + 1, row, trainer.network)  # before anything of it is saved
             # speaker datasets: per-speaker accuracy in the row, val_speaker_report.json + PNGs
             val_speakers = report_validation(val, splits.val, out, metrics, epoch + 1)
             if val_speakers is not None:

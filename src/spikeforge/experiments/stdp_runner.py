@@ -28,6 +28,7 @@ from spikeforge.data.registry import load_data
 from spikeforge.errors import SpikeforgeError
 from spikeforge.experiments import run_folder as rf
 from spikeforge.experiments.config import RunConfig, load_config
+from spikeforge.experiments.run_checks import check_splits
 from spikeforge.experiments.stdp_plots import (
     plot_receptive_fields,
     plot_stdp_curves,
@@ -90,9 +91,16 @@ def train_stdp_run(config: RunConfig, out: Path, console: Console | None = None,
     """Train (or resume) an STDP run into ``out``; returns the results dictionary."""
     console = console or Console(stderr=True)
     splits = splits or load_data(config.data)
+    check_splits(splits)
     net = build_stdp_network(config, splits.train.n_inputs)
-    resuming = rf.prepare_run_folder(out, config)
-    out = Path(out)
+    with rf.open_run_folder(out, config) as resuming:  # locked while training
+        return _train_stdp_locked(config, Path(out), resuming, net, splits, console, on_epoch)
+
+
+def _train_stdp_locked(config: RunConfig, out: Path, resuming: bool, net, splits: DatasetSplits,
+                       console: Console, on_epoch: Callable[[dict[str, Any]], None] | None
+                       ) -> dict[str, Any]:
+    """The epochs of :func:`train_stdp_run`, run while holding the folder's lock."""
     if resuming and (out / rf.RESULTS).is_file():
         console.print(f"[green]run in {out} is already complete[/green]")
         return json.loads((out / rf.RESULTS).read_text())

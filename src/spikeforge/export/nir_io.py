@@ -115,8 +115,27 @@ _WHY = {
 }
 
 
+def _check_sizes(neuron, node: str, size: int) -> None:
+    """Every parameter vector of NIR neuron node ``node`` has one value per neuron (or
+    one for all), and every value is a finite number."""
+    for what in ("tau_syn", "tau_mem", "r", "w_in", "v_leak", "v_reset", "v_threshold"):
+        if not hasattr(neuron, what):
+            continue
+        values = np.asarray(getattr(neuron, what), dtype=np.float64).ravel()
+        if values.size not in (1, size):
+            raise SpikeforgeError(
+                f"NIR node {node!r}: {what} has {values.size} values but the layer has "
+                f"{size} neurons; give one value per neuron")
+        if not np.all(np.isfinite(values)):
+            raise SpikeforgeError(f"NIR node {node!r}: {what} contains NaN or infinite "
+                                  "values; give finite numbers")
+
+
 def _uniform(values: np.ndarray, what: str, node: str) -> float:
     values = np.asarray(values, dtype=np.float64).ravel()
+    if values.size and not np.all(np.isfinite(values)):
+        raise SpikeforgeError(f"NIR node {node!r}: {what} contains NaN or infinite values; "
+                              "give finite numbers")
     if values.size == 0 or not np.allclose(values, values[0], rtol=1e-9, atol=0.0):
         raise SpikeforgeError(
             f"NIR node {node!r}: {what} differs between neurons; spikeforge needs one "
@@ -242,6 +261,7 @@ def from_nir(graph, dt: float | None = None, readout: str | None = None) -> Load
         neuron_name = after[0]
         neuron = graph.nodes[neuron_name]
         spiking = isinstance(neuron, nir.CubaLIF)
+        _check_sizes(neuron, neuron_name, weight.shape[0])
         tau_syn = _uniform(neuron.tau_syn, "tau_syn", neuron_name)
         tau_mem = _uniform(neuron.tau_mem, "tau_mem", neuron_name)
         if np.any(np.asarray(neuron.v_leak) != 0):
@@ -255,13 +275,20 @@ def from_nir(graph, dt: float | None = None, readout: str | None = None) -> Load
             threshold = _uniform(neuron.v_threshold, "v_threshold", neuron_name)
         scale = (np.asarray(neuron.r, np.float64) * np.asarray(neuron.w_in, np.float64)
                  / np.asarray(neuron.tau_syn, np.float64)).reshape(-1)
+        scale = np.broadcast_to(scale, (weight.shape[0],))
         weights.append(weight * scale[:, None])
         rec = None
         for succ in successors.get(neuron_name, []):
             cand = graph.nodes[succ]
             if isinstance(cand, nir.Linear | nir.Affine) and neuron_name in successors.get(
                     succ, []):
-                rec = np.asarray(cand.weight, dtype=np.float64) * scale[:, None]
+                rec = np.asarray(cand.weight, dtype=np.float64)
+                if rec.shape != (weight.shape[0], weight.shape[0]):
+                    raise SpikeforgeError(
+                        f"NIR node {succ!r}: recurrent weight of shape {list(rec.shape)} does "
+                        f"not fit layer {neuron_name!r} of {weight.shape[0]} neurons (needs "
+                        f"[{weight.shape[0]}, {weight.shape[0]}])")
+                rec = rec * scale[:, None]
                 visited.add(succ)
         recurrents.append(rec)
         layers.append(LayerSpec(

@@ -37,12 +37,18 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from spikeforge.atomic import write_text_atomic
+from spikeforge.atomic import TEMP_MARK, remove_stale_temps, write_text_atomic
 from spikeforge.data import DatasetSplits, SpikeDataset
 from spikeforge.data.registry import load_data
 from spikeforge.errors import SpikeforgeError
-from spikeforge.experiments.config import RunConfig, dump_config, load_config
+from spikeforge.experiments.config import (
+    RunConfig,
+    dump_config,
+    load_config,
+    semantic_config,
+)
 from spikeforge.experiments.executors import Executor, limit_threads, make_executor
+from spikeforge.folder_lock import LOCK_FILE, FolderLock
 
 CV_FILE, BASE_CONFIG, RESULTS, ERRORS, FOLD_FILE = (
     "cv.json", "base_config.yaml", "cv_results.json", "errors.json", "fold.json")
@@ -169,14 +175,35 @@ def run_final(payload: dict[str, Any]) -> dict[str, Any]:
 
 
 # -- the coordinator ------------------------------------------------------------------
+_CREATION_LEFTOVERS = {"slurm-logs", BASE_CONFIG, LOCK_FILE}
+"""What a CV folder may hold before ``cv.json`` exists: a creator killed before writing
+it (``cv.json`` is written last), or the SLURM executor's log folder."""
+
+
+def _same_cv(saved: dict[str, Any], record: dict[str, Any]) -> bool:
+    """Same folds, seed and semantic config (see :func:`semantic_config`)?"""
+    if not isinstance(saved, dict) or not isinstance(saved.get("config"), dict):
+        return False
+    rest = {k: v for k, v in saved.items() if k != "config"}
+    want = {k: v for k, v in json.loads(json.dumps(record)).items() if k != "config"}
+    try:
+        return rest == want and (semantic_config(saved["config"])
+                                 == semantic_config(record["config"]))
+    except SpikeforgeError:
+        return False
+
+
 def _prepare_folder(out: Path, record: dict[str, Any], base: RunConfig) -> None:
+    """Create the CV folder (``cv.json`` last, so a kill leaves a folder this function
+    completes on the next run) or check that it holds this same cross-validation."""
     path = out / CV_FILE
     if path.is_file():
-        if json.loads(path.read_text()) != json.loads(json.dumps(record)):
+        if not _same_cv(json.loads(path.read_text()), record):
             raise SpikeforgeError(f"{out} holds a different cross-validation (config, folds or "
                                   "seed differ); use a new --out")
         return
-    if out.exists() and {p.name for p in out.iterdir()} - {"slurm-logs"}:
+    if out.exists() and {p.name for p in out.iterdir()
+                         if TEMP_MARK not in p.name} - _CREATION_LEFTOVERS:
         raise SpikeforgeError(f"output folder {out} exists but is not a cross-validation; "
                               "choose another --out")
     out.mkdir(parents=True, exist_ok=True)
@@ -257,8 +284,11 @@ def run_cv(
               "fold_sizes": [int(f.held_out.size) for f in fold_list],
               "fold_speakers": [list(f.speakers) for f in fold_list]}
     pool = make_executor(executor, workers, out, dask_address, cluster_file)
+    lock = FolderLock(out, "cross-validation")
     try:
         _prepare_folder(out, record, base)
+        lock.acquire()
+        remove_stale_temps(out)
         threads = pool.threads
         config = base.model_dump(mode="json")
         done: dict[str, dict[str, Any]] = {}
@@ -279,10 +309,11 @@ def run_cv(
         if done:
             console.print(f"skipping {len(done)} completed fold(s): {', '.join(sorted(done))}")
         done.update(run_jobs(pool, jobs, out / ERRORS, max_retries, console, "cv"))
+        summary = summarise(out, [done[f.name] for f in fold_list], splits.train.n_classes)
+        write_text_atomic(out / RESULTS, json.dumps(summary, indent=2) + "\n")
     finally:
         pool.close()
-    summary = summarise(out, [done[f.name] for f in fold_list], splits.train.n_classes)
-    write_text_atomic(out / RESULTS, json.dumps(summary, indent=2) + "\n")
+        lock.release()
     return summary
 
 

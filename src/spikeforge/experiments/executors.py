@@ -126,6 +126,9 @@ class _ProcessJob:
         if self.process.is_alive():
             self.process.terminate()
             self.process.join(timeout=10)
+        if self.process.is_alive():  # ignored SIGTERM
+            self.process.kill()
+            self.process.join(timeout=10)
 
 
 class LocalExecutor:
@@ -140,12 +143,19 @@ class LocalExecutor:
         self.slots = workers
         self.threads = max(1, (os.cpu_count() or 1) // workers)
         self._ctx = mp.get_context("spawn")
+        self._jobs: list[_ProcessJob] = []
 
     def submit(self, fn: Task, payload: dict[str, Any]) -> _ProcessJob:
-        return _ProcessJob(self._ctx, fn, payload)
+        job = _ProcessJob(self._ctx, fn, payload)
+        self._jobs = [j for j in self._jobs if j.process.is_alive()] + [job]
+        return job
 
     def close(self) -> None:
-        pass
+        """Stop workers still running (the coordinator is ending, e.g. on an error):
+        otherwise the interpreter would wait for them at exit."""
+        for job in self._jobs:
+            job.cancel()
+        self._jobs = []
 
 
 # -- Dask -----------------------------------------------------------------------------

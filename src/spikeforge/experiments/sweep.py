@@ -29,7 +29,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import yaml
 from rich.console import Console
@@ -42,11 +42,12 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from spikeforge.atomic import atomic_path, write_text_atomic
+from spikeforge.atomic import TEMP_MARK, atomic_path, write_text_atomic
 from spikeforge.errors import SpikeforgeError
-from spikeforge.experiments.config import RunConfig, dump_config, load_config
+from spikeforge.experiments.config import RunConfig, dump_config, load_config, semantic_config
 from spikeforge.experiments.executors import Task, limit_threads, make_executor
 from spikeforge.experiments.space import SearchSpace, _optuna, load_space, parse_space
+from spikeforge.folder_lock import FolderLock
 
 SWEEP_FILE, BASE_CONFIG, SUMMARY = "sweep.json", "base_config.yaml", "summary.json"
 STUDY_NAME = "spikeforge-sweep"
@@ -56,13 +57,40 @@ PRUNERS = ("median", "none")
 
 
 # -- storage --------------------------------------------------------------------------
+SECRET_QUERY_KEYS = ("password", "pass", "pwd", "passwd", "sslpassword")
+LOCAL_STORE = "sqlite:///study.db"
+"""How ``sweep.json`` names the default store: ``study.db`` inside the sweep folder
+(wherever the folder has moved)."""
+
+
 def redact(url: str) -> str:
-    """``url`` with any password replaced by ``***`` (for messages and sweep.json)."""
+    """``url`` with any password (``user:pw@`` or ``?password=pw``) replaced by ``***``
+    (for messages and sweep.json)."""
     parts = urlsplit(url)
+    changed = parts
     if parts.password:
-        netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
-        return urlunsplit(parts._replace(netloc=netloc))
-    return url
+        changed = changed._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@"))
+    pairs = parse_qsl(parts.query, keep_blank_values=True)
+    if any(k.lower() in SECRET_QUERY_KEYS for k, _ in pairs):
+        query = [(k, "***" if k.lower() in SECRET_QUERY_KEYS else v) for k, v in pairs]
+        changed = changed._replace(query=urlencode(query, safe="*"))
+    return url if changed == parts else urlunsplit(changed)
+
+
+def _recorded_storage(url: str, out: Path) -> str:
+    """The storage as ``sweep.json`` keeps it: redacted, and the folder's own SQLite
+    file as :data:`LOCAL_STORE` (so a moved folder still finds its store)."""
+    return LOCAL_STORE if url == f"sqlite:///{out / 'study.db'}" else redact(url)
+
+
+def stored_storage_url(recorded: str, out: Path) -> str:
+    """The URL to open for a ``sweep.json`` storage entry of sweep folder ``out``."""
+    if recorded == LOCAL_STORE:
+        return f"sqlite:///{Path(out).absolute() / 'study.db'}"
+    if recorded.startswith("sqlite:///") and not Path(recorded[10:]).exists() \
+            and (Path(out) / "study.db").is_file():  # written by an older version, moved
+        return f"sqlite:///{Path(out).absolute() / 'study.db'}"
+    return recorded
 
 
 def _with_driver(url: str) -> str:
@@ -186,6 +214,19 @@ def _trial_dir(out: Path, number: int) -> Path:
     return out / "trials" / f"trial-{number:04d}"
 
 
+def _same_sweep(existing: dict[str, Any], plan: SweepPlan) -> bool:
+    """Does ``sweep.json`` content ``existing`` describe ``plan`` (semantic config)?"""
+    want = json.loads(json.dumps(plan.identity()))
+    have = {k: existing.get(k) for k in want}
+    if not isinstance(have["config"], dict):
+        return False
+    try:
+        configs = semantic_config(have.pop("config")), semantic_config(want.pop("config"))
+    except SpikeforgeError:
+        return False
+    return have == want and configs[0] == configs[1]
+
+
 def _prepare_folder(out: Path, plan: SweepPlan, base: RunConfig) -> None:
     """Create the sweep folder, or check that it holds this same sweep (resume).
 
@@ -194,10 +235,11 @@ def _prepare_folder(out: Path, plan: SweepPlan, base: RunConfig) -> None:
     every other coordinator compares itself against it.
     """
     path = out / SWEEP_FILE
-    record = {**plan.identity(), "storage": redact(plan.storage)}
+    record = {**plan.identity(), "storage": _recorded_storage(plan.storage, out)}
     if not path.is_file():
-        known = {"slurm-logs", BASE_CONFIG, "study.db"}
-        if out.exists() and {p.name for p in out.iterdir()} - known:
+        known = {"slurm-logs", "logs", BASE_CONFIG, ".lock", f".{SWEEP_FILE}.new",
+                 *(f"study.db{end}" for end in ("", "-journal", "-wal", "-shm"))}
+        if out.exists() and {p.name for p in out.iterdir() if TEMP_MARK not in p.name} - known:
             raise SpikeforgeError(f"output folder {out} exists but is not a sweep; choose "
                                   "another --out")
         out.mkdir(parents=True, exist_ok=True)
@@ -207,15 +249,16 @@ def _prepare_folder(out: Path, plan: SweepPlan, base: RunConfig) -> None:
                 os.link(tmp, path)
         (out / f".{SWEEP_FILE}.new").unlink(missing_ok=True)
     existing = json.loads(path.read_text())
-    same = {k: existing.get(k) for k in plan.identity()} == json.loads(
-        json.dumps(plan.identity()))
-    if not same:
+    if not _same_sweep(existing, plan):
         raise SpikeforgeError(
             f"{out} holds a different sweep (config, space, sampler, pruner or seed "
             "differ); use a new --out to start a new sweep"
         )
-    if not (out / BASE_CONFIG).is_file():
-        write_text_atomic(out / BASE_CONFIG, dump_config(base))
+    # base_config.yaml follows sweep.json (the winner's config when several coordinators
+    # started at once; a leftover of a killed creation is replaced)
+    text = dump_config(RunConfig.model_validate(existing["config"]))
+    if not (out / BASE_CONFIG).is_file() or (out / BASE_CONFIG).read_text() != text:
+        write_text_atomic(out / BASE_CONFIG, text)
 
 
 class _Owner:
@@ -318,12 +361,15 @@ def _coordinate(study, space: SearchSpace, plan: SweepPlan, out: Path, target: i
     owner = _Owner(study)
     owner.beat(force=True)
     threads = pool.threads
-    orphans = [t for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-               if owner.is_orphan(t)]
+    with FolderLock(out, "sweep", wait_s=STALE_S):  # coordinators adopt one at a time
+        orphans = [t for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+                   if owner.is_orphan(t)]
+        queue = [optuna.trial.Trial(study, t._trial_id) for t in orphans]
+        for trial in queue:  # claimed before the next coordinator looks
+            trial.set_user_attr("owner", owner.name)
     if orphans:
         console.print(f"resuming {len(orphans)} unfinished trial(s): "
                       f"{', '.join(str(t.number) for t in orphans)}")
-    queue = [optuna.trial.Trial(study, t._trial_id) for t in orphans]
     running: dict[Any, Any] = {}  # job -> Trial
 
     def finished() -> int:
@@ -411,7 +457,7 @@ def load_sweep(out: Path, storage: str | None = None):
     if not path.is_file():
         raise SpikeforgeError(f"{out} is not a sweep folder (no {SWEEP_FILE})")
     record = json.loads(path.read_text())
-    url = storage or record["storage"]
+    url = storage or stored_storage_url(record["storage"], out)
     if "***" in url:
         raise SpikeforgeError(f"{out} uses a password-protected storage; pass --storage URL")
     study = optuna.load_study(study_name=record["study_name"], storage=open_storage(url))

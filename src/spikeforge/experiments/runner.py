@@ -8,8 +8,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numba
-import torch
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
@@ -27,14 +25,13 @@ from spikeforge.experiments.speaker_report import (
     report_evaluation,
     report_validation,
 )
+from spikeforge.threads import configure_threads
 from spikeforge.train.checkpoint import load_checkpoint, save_checkpoint
 from spikeforge.train.trainer import Trainer, build_network
 
 
 def _set_threads(threads: int) -> None:
-    if threads > 0:
-        torch.set_num_threads(threads)
-        numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+    configure_threads(threads)  # 0: the cores free now (affinity, cgroup quota, load)
 
 
 def train_run(config: RunConfig, out: Path, console: Console | None = None,
@@ -51,11 +48,11 @@ def train_run(config: RunConfig, out: Path, console: Console | None = None,
 
         return train_stdp_run(config, out, console, on_epoch, splits)
     console = console or Console(stderr=True)
-    _set_threads(config.train.threads)
     splits = splits or load_data(config.data)
     check_splits(splits)
     network = build_network(config, splits)
     trainer = Trainer(config, splits, network)
+    _set_threads(config.train.threads)  # after the input checks: no load warning before an error
     with rf.open_run_folder(out, config) as resuming:  # locked while training
         return _train_locked(config, Path(out), resuming, trainer, console, on_epoch)
 

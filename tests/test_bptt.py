@@ -1,6 +1,7 @@
 """Surrogate-gradient BPTT: same forward as EventProp, gradients of the torch loop."""
 
 import math
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -8,7 +9,7 @@ import torch
 
 import spikeforge.nn as snn
 from gradcheck_utils import compare
-from spikeforge.engine import Events
+from spikeforge.engine import Events, NeuronArrays
 from spikeforge.errors import SpikeforgeError
 from spikeforge.experiments.config import load_config
 from spikeforge.model import LayerSpec, LIFParams, NetworkSpec
@@ -99,6 +100,13 @@ def _naive_lif(x, w_in, w_rec, alpha_mem, alpha_syn, syn_gain, threshold, slope)
     return torch.stack(out, 1)
 
 
+def _decays(params):
+    """The exact step factors of a one-neuron population (scalars)."""
+    neurons = NeuronArrays.from_params(params, 1, 1.0, np.float64)
+    return SimpleNamespace(**{name: float(neurons.factor(name)[0])
+                              for name in ("alpha_mem", "alpha_syn", "syn_gain")})
+
+
 def test_bptt_gradients_equal_autograd_of_a_naive_loop():
     torch.manual_seed(0)
     layer = snn.LIF(8, 6, recurrent=True, weight_mean=1.5, method="bptt",
@@ -106,7 +114,7 @@ def test_bptt_gradients_equal_autograd_of_a_naive_loop():
     x = _inputs(5)
     readout = torch.randn(6, dtype=torch.float64)
     (layer(x) * readout).sum().backward()
-    d = layer.params.decays(1.0)
+    d = _decays(layer.params)
     w_in = layer.weight.detach().clone().requires_grad_(True)
     w_rec = layer.recurrent_weight.detach().clone().requires_grad_(True)
     spikes = _naive_lif(x, w_in, w_rec, d.alpha_mem, d.alpha_syn, d.syn_gain, 1.0, 5.0)

@@ -3,8 +3,7 @@
 import numpy as np
 import pytest
 
-from spikeforge.engine import Events, NeuronArrays
-from spikeforge.engine import layers as plain
+from spikeforge.engine import Events, NeuronArrays, backward, forward
 from spikeforge.engine.delay_layers import DelaySteps, delayed_backward, delayed_forward
 from spikeforge.model import LIFParams
 
@@ -32,14 +31,14 @@ def test_delay_kernels_match_reference(mode, spiking):
     neurons = NeuronArrays.from_params(LIFParams(spiking=spiking), n_out, 1.0, np.float64)
     results = {}
     for backend in ("event", "reference"):
-        out = delayed_forward(events, w_in, d_in, w_rec, d_rec, neurons, spiking, backend)
+        out = delayed_forward(events, w_in, d_in, w_rec, d_rec, neurons, backend)
         if spiking:
             dldt = np.linspace(-1, 1, out.n_events)
-            grads = delayed_backward(events, w_in, d_in, w_rec, d_rec, neurons, 1.0, out, dldt,
+            grads = delayed_backward(events, w_in, d_in, w_rec, d_rec, neurons, out, dldt,
                                      None, True, True, backend=backend)
         else:
             grad_v = np.random.default_rng(6).normal(size=out.shape)
-            grads = delayed_backward(events, w_in, d_in, None, None, neurons, 1.0, None, None,
+            grads = delayed_backward(events, w_in, d_in, None, None, neurons, None, None,
                                      grad_v, True, True, backend=backend)
         results[backend] = (out, grads)
     (o_e, g_e), (o_r, g_r) = results["event"], results["reference"]
@@ -71,16 +70,16 @@ def test_zero_delays_reproduce_the_undelayed_layer():
     zero_in = DelaySteps.from_ms(np.zeros((8, 6)), 1.0, "interpolate", np.float64)
     zero_rec = DelaySteps.from_ms(np.zeros((6, 6)), 1.0, "interpolate", np.float64)
     neurons = NeuronArrays.from_params(LIFParams(), 6, 1.0, np.float64)
-    delayed = delayed_forward(events, w_in, zero_in, w_rec, zero_rec, neurons, True)
-    undelayed = plain.lif_forward(events, w_in, w_rec, neurons)
+    delayed = delayed_forward(events, w_in, zero_in, w_rec, zero_rec, neurons)
+    undelayed = forward(events, w_in, w_rec, neurons)
     assert undelayed.n_events > 10
     np.testing.assert_array_equal(delayed.step, undelayed.step)
     np.testing.assert_array_equal(delayed.unit, undelayed.unit)
-    spikes = delayed_forward(events, w_in, zero_in, None, None, neurons, True)
+    spikes = delayed_forward(events, w_in, zero_in, None, None, neurons)
     dldt = np.linspace(-1, 1, spikes.n_events)
-    g_d = delayed_backward(events, w_in, zero_in, None, None, neurons, 1.0, spikes, dldt,
+    g_d = delayed_backward(events, w_in, zero_in, None, None, neurons, spikes, dldt,
                            None, False, True)
-    g_u = plain.lif_backward(events, spikes, w_in, None, neurons, dldt, False, True)
+    g_u = backward(events, w_in, None, neurons, spikes, dldt, want_trace=True)
     np.testing.assert_allclose(g_d.grad_w_in, g_u.grad_w_in, rtol=1e-10)
     np.testing.assert_allclose(g_d.lam_i_trace, g_u.lam_i_trace, rtol=1e-10, atol=1e-12)
 
@@ -90,9 +89,9 @@ def test_delay_shifts_the_response_by_whole_steps():
     neurons = NeuronArrays.from_params(LIFParams(spiking=False), 1, 1.0, np.float64)
     w = np.ones((1, 1))
     v0 = delayed_forward(events, w, DelaySteps.from_ms(np.zeros((1, 1)), 1.0, "round",
-                                                       np.float64), None, None, neurons, False)
+                                                       np.float64), None, None, neurons)
     v7 = delayed_forward(events, w, DelaySteps.from_ms(np.full((1, 1), 7.0), 1.0, "round",
-                                                       np.float64), None, None, neurons, False)
+                                                       np.float64), None, None, neurons)
     np.testing.assert_allclose(v7[0, 7:, 0], v0[0, :-7, 0])
     assert np.all(v7[0, :10, 0] == 0) and v7[0, 10, 0] > 0
 
@@ -251,7 +250,7 @@ from spikeforge.data import load_dataset  # noqa: E402
 from spikeforge.errors import SpikeforgeError  # noqa: E402
 from spikeforge.experiments.config import load_config  # noqa: E402
 from spikeforge.experiments.delay_plots import plot_delay_histograms  # noqa: E402
-from spikeforge.train.trainer import build_network  # noqa: E402
+from spikeforge.experiments.loading import run_network  # noqa: E402
 
 
 def _delay_config(**overrides):
@@ -263,13 +262,13 @@ def _delay_config(**overrides):
 def test_config_builds_delayed_network_saves_loads_and_plots(tmp_path):
     config = _delay_config()
     splits = load_dataset("delay_order", 1.0)
-    net = build_network(config, splits)
+    net = run_network(config, splits)
     hidden = net.layers[0]
     assert isinstance(hidden, DelayedLIF) and hidden.recurrent_delay is not None
     assert 0 <= float(hidden.delay.detach().min()) <= float(hidden.delay.detach().max()) <= 30
     state = net.state_dict()
     assert {"layers.0.delay", "layers.0.recurrent_delay"} <= set(state)
-    clone = build_network(_delay_config(seed=1), splits)
+    clone = run_network(_delay_config(seed=1), splits)
     assert not torch.equal(clone.layers[0].delay, hidden.delay)
     clone.load_state_dict(state)
     torch.testing.assert_close(clone.layers[0].delay, hidden.delay)
@@ -289,7 +288,7 @@ def test_config_builds_delayed_network_saves_loads_and_plots(tmp_path):
 def test_bad_delay_settings_fail_before_training(overrides, message):
     with pytest.raises(SpikeforgeError, match=message):
         config = _delay_config(**overrides)
-        build_network(config, load_dataset("delay_order", 1.0))
+        run_network(config, load_dataset("delay_order", 1.0))
 
 
 def test_delays_after_pooling_are_refused_at_build_time():
@@ -297,7 +296,7 @@ def test_delays_after_pooling_are_refused_at_build_time():
                                 "model.conv": [{"channels": 2, "kernel": 3, "pool": 2}],
                                 "model.delays.max_ms": 5.0})
     with pytest.raises(SpikeforgeError, match="delays work on dense"):
-        build_network(config, load_dataset("digits", 1.0))
+        run_network(config, load_dataset("digits", 1.0))
 
 
 def test_delays_beyond_the_window_fail_in_the_layer_too():

@@ -5,8 +5,7 @@ import pytest
 import torch
 
 from spikeforge.energy import count_network_ops, dense_macs, fan_out, sops_from_counts
-from spikeforge.engine import Events
-from spikeforge.engine import reference as ref
+from spikeforge.engine import Events, NeuronArrays, forward
 from spikeforge.errors import SpikeforgeError
 from spikeforge.model import LayerSpec, LIFParams, NetworkSpec
 from spikeforge.nn import SpikingNetwork
@@ -48,8 +47,8 @@ def test_network_ops_match_dense_brute_force(recurrent):
     lif = net.layers[0]
     w_in = lif.weight.detach().double().numpy().T
     w_rec = lif.recurrent_weight.detach().double().numpy().T if recurrent else None
-    d = lif.params.decays(1.0)
-    spikes, _ = ref.lif_forward(x, w_in, w_rec, d.alpha_mem, d.alpha_syn, d.syn_gain, 1.0)
+    neurons = NeuronArrays.from_params(lif.params, w_in.shape[1], 1.0, np.float64)
+    spikes = forward(x, w_in, w_rec, neurons, "reference").to_dense()
     # brute force: every (sample, step, unit) event times the non-zero weights it drives
     expect_in = (x.sum(axis=1) * (w_in != 0).sum(axis=1)).sum(axis=1).mean()
     hidden_counts = spikes.sum(axis=1)

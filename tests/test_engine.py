@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import spikeforge.nn as snn
-from spikeforge.engine import Events, NeuronArrays, li_forward, lif_backward, lif_forward
+from spikeforge.engine import Events, NeuronArrays, backward, forward
 from spikeforge.errors import SpikeforgeError
 from spikeforge.model import LIFParams
 from spikeforge.train import readout_loss, spike_count_penalty
@@ -33,10 +33,10 @@ def test_event_kernels_match_reference(dtype):
     neurons = NeuronArrays.from_params(LIFParams(), 40, 1.0, dtype)
     out = {}
     for backend in ("event", "reference"):
-        spikes = lif_forward(events, w_in, w_rec, neurons, backend)
+        spikes = forward(events, w_in, w_rec, neurons, backend)
         dldt = np.linspace(-1, 1, spikes.n_events).astype(dtype)
-        grads = lif_backward(events, spikes, w_in, w_rec, neurons, dldt, True, True,
-                             backend=backend)
+        grads = backward(events, w_in, w_rec, neurons, spikes, dldt, want_input_timing=True,
+                         want_trace=True, backend=backend)
         out[backend] = (spikes, grads)
     (s_e, g_e), (s_r, g_r) = out["event"], out["reference"]
     assert s_e.n_events > 50
@@ -71,7 +71,7 @@ def test_li_readout_integrates_exactly():
     dt, n_steps = 0.5, 100
     events = Events.from_lists([(np.array([0]), np.array([0]))], n_steps, 1, np.float64)
     neurons = NeuronArrays.from_params(LIFParams(spiking=False), 1, dt, np.float64)
-    v = li_forward(events, np.ones((1, 1)), neurons)[0, :, 0]
+    v = forward(events, np.ones((1, 1)), None, neurons)[0, :, 0]
     t = np.arange(n_steps) * dt
     expected = 5.0 / (5.0 - 20.0) * (np.exp(-t / 5.0) - np.exp(-t / 20.0))
     np.testing.assert_allclose(v, expected, atol=1e-12)

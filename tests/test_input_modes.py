@@ -6,7 +6,7 @@ import torch
 
 import spikeforge.nn as snn
 from spikeforge.engine import Events
-from spikeforge.engine import layers as engine
+from spikeforge.engine import api as engine
 from spikeforge.model import LIFParams
 
 B, T, N_IN, N = 3, 60, 12, 7
@@ -30,12 +30,11 @@ def test_lif_dense_input_matches_events(backend):
     x, w_in, w_rec = _inputs()
     results = []
     for inputs in (Events.from_dense(x), x):
-        spikes = engine.lif_forward(inputs, w_in, w_rec, _neurons(), backend)
+        spikes = engine.forward(inputs, w_in, w_rec, _neurons(), backend)
         assert spikes.n_events > 20
         dldt = np.linspace(-1.0, 1.0, spikes.n_events)
-        grads = engine.lif_backward(inputs, spikes, w_in, w_rec, _neurons(), dldt,
-                                    want_input_timing=False, want_trace=True,
-                                    backend=backend)
+        grads = engine.backward(inputs, w_in, w_rec, _neurons(), spikes, dldt,
+                                want_input_timing=False, want_trace=True, backend=backend)
         results.append((spikes.to_dense(), spikes.isyn, grads.grad_w_in, grads.grad_w_rec,
                         grads.lam_i_trace))
     for sparse, dense in zip(*results, strict=True):
@@ -47,8 +46,9 @@ def test_li_dense_input_matches_events():
     grad_v = np.random.default_rng(1).normal(size=(B, T, N))
     results = []
     for inputs in (Events.from_dense(x), x):
-        v = engine.li_forward(inputs, w_in, _neurons(False))
-        grads = engine.li_backward(inputs, w_in, _neurons(False), grad_v, False, True)
+        v = engine.forward(inputs, w_in, None, _neurons(False))
+        grads = engine.backward(inputs, w_in, None, _neurons(False), grad_v=grad_v,
+                                want_trace=True)
         results.append((v, grads.grad_w_in, grads.lam_i_trace))
     for sparse, dense in zip(*results, strict=True):
         np.testing.assert_allclose(dense, sparse, rtol=1e-10, atol=1e-12)

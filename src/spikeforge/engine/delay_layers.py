@@ -1,44 +1,31 @@
 """Engine entry points for layers with per-synapse delays (forward + EventProp backward).
 
-Backends as in :mod:`spikeforge.engine.layers`: ``"event"`` (compiled Numba kernels,
-:mod:`delay_kernels`) and ``"reference"`` (dense NumPy, :mod:`delay_reference`).
+Backends as in :mod:`spikeforge.engine.api`: ``"event"`` (the compiled driver
+:mod:`delay_loop` bound to the layer's neuron model) and ``"reference"`` (dense NumPy,
+:mod:`delay_reference`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numba
 import numpy as np
 
-from spikeforge.engine import delay_kernels, delay_reference
-from spikeforge.engine.layers import (
-    BACKENDS,
+from spikeforge.engine import delay_loop, delay_reference, dense_loop
+from spikeforge.engine.api import (
     DEFAULT_MIN_VDOT,
     NeuronArrays,
+    check_backend,
+    gather_events,
+    n_chunks,
     simulate_spikes,
+    spike_arrays,
     spikes_from_dense,
 )
-from spikeforge.errors import SpikeforgeError
+from spikeforge.engine.specialise import specialise
 from spikeforge.events import Events
 
 DELAY_MODES = ("interpolate", "round")
-
-
-def _check_backend(backend: str) -> None:
-    if backend not in BACKENDS:
-        raise SpikeforgeError(f"unknown engine backend {backend!r}; choose one of {BACKENDS}")
-
-
-def _n_chunks(n_batch: int) -> int:
-    return max(1, min(n_batch, numba.get_num_threads()))
-
-
-def _gather(dense: np.ndarray, events: Events) -> np.ndarray:
-    """Per-event share of a dense [B, T, units] array (events may coincide)."""
-    index = (events.sample_index(), events.step, events.unit)
-    totals = events.to_dense()[index]
-    return dense[index] * events.value / totals
 
 
 @dataclass(frozen=True)
@@ -99,38 +86,36 @@ def delayed_forward(
     w_rec: np.ndarray | None,
     d_rec: DelaySteps | None,
     neurons: NeuronArrays,
-    spiking: bool,
     backend: str = "event",
 ) -> Events | np.ndarray:
-    """Run a delayed LIF layer (returns spike Events with ``isyn``) or LI readout (V [B,T,N])."""
-    _check_backend(backend)
+    """Run a delayed layer: spike :class:`Events` (with the model's per-spike values) for
+    a spiking population, V [B, T, N] for a readout."""
+    check_backend(backend)
     inputs = inputs.astype(w_in.dtype)
+    model, table, spiking = neurons.model, neurons.table, neurons.spiking
     if backend == "reference":
         rec = (None, None, None) if w_rec is None else (w_rec, d_rec.q, d_rec.f)
-        record, isyn = delay_reference.delayed_forward(
-            inputs.to_dense(), w_in, d_in.q, d_in.f, *rec, neurons.alpha_mem,
-            neurons.alpha_syn, neurons.syn_gain, neurons.threshold, spiking,
-        )  # fmt: skip
+        record, x1, x2 = delay_reference.delayed_forward(
+            inputs.to_dense(), w_in, d_in.q, d_in.f, *rec, model, table, spiking)
         if not spiking:
             return record
-        return spikes_from_dense(record, isyn)[0]
+        return spikes_from_dense(dense_loop.DenseRun(record, x1, x2), model.n_spike_values)
     n_batch, n_steps, n_out = inputs.n_batch, inputs.n_steps, w_in.shape[1]
     w_r, q_r, f_r = _rec_arrays(w_in, w_rec, d_rec)
     v_out = np.empty((n_batch, n_steps, n_out) if not spiking else (0, 0, 0), w_in.dtype)
+    kernel = specialise(delay_loop.delayed_forward, model)
 
-    def run(out_step, out_unit, out_isyn, _extras, out_count):
-        delay_kernels.delayed_forward(
-            inputs.ptr, inputs.step, inputs.unit, inputs.value, w_in, d_in.q, d_in.f,
-            w_r, q_r, f_r, neurons.alpha_mem, neurons.alpha_syn, neurons.syn_gain,
-            neurons.threshold, n_steps, _slots(d_in, d_rec), spiking,
-            out_step, out_unit, out_isyn, out_count, v_out,
-        )  # fmt: skip
+    def run(out_step, out_unit, out_x1, out_x2, out_count):
+        kernel(inputs.ptr, inputs.step, inputs.unit, inputs.value, w_in, d_in.q, d_in.f,
+               w_r, q_r, f_r, table, n_steps, _slots(d_in, d_rec), spiking,
+               out_step, out_unit, out_x1, out_x2, out_count, v_out)
 
-    if not spiking:  # LI readout: no spike buffers, V is written into v_out
-        empty_i, empty_f = np.empty((n_batch, 0), np.int32), np.empty((n_batch, 0), w_in.dtype)
-        run(empty_i, empty_i, empty_f, [], np.zeros(n_batch, dtype=np.int64))
+    if not spiking:  # readout: no spike buffers, V is written into v_out
+        no_i, no_f = np.empty((n_batch, 0), np.int32), np.empty((n_batch, 0), w_in.dtype)
+        run(no_i, no_i, no_f, no_f, np.zeros(n_batch, dtype=np.int64))
         return v_out
-    return simulate_spikes("delayed", n_batch, n_steps, n_out, w_in.dtype, run)[0]
+    return simulate_spikes("delayed_" + model.name, n_batch, n_steps, n_out,
+                           model.n_spike_values, w_in.dtype, run)
 
 
 def delayed_backward(
@@ -140,7 +125,6 @@ def delayed_backward(
     w_rec: np.ndarray | None,
     d_rec: DelaySteps | None,
     neurons: NeuronArrays,
-    dt: float,
     spikes: Events | None,
     spike_dldt: np.ndarray | None,
     grad_v: np.ndarray | None,
@@ -149,31 +133,32 @@ def delayed_backward(
     min_vdot: float = DEFAULT_MIN_VDOT,
     backend: str = "event",
 ) -> DelayGrads:
-    """EventProp backward of a delayed layer. LIF: pass its ``spikes`` and their consumer
-    timing ``spike_dldt`` [E]; LI: pass ``grad_v`` = dL/dV [B, T, N]."""
-    _check_backend(backend)
+    """EventProp backward of a delayed layer. Spiking: pass its ``spikes`` and their
+    consumer timing ``spike_dldt`` [E]; readout: pass ``grad_v`` = dL/dV [B, T, N]."""
+    check_backend(backend)
     spiking = spikes is not None
     inputs = inputs.astype(w_in.dtype)
     dtype = w_in.dtype
+    model, table, dt = neurons.model, neurons.table, neurons.dt
     n_batch, n_steps, n_out = inputs.n_batch, inputs.n_steps, w_in.shape[1]
     if backend == "reference":
-        dense_dldt = spike_dense = isyn_dense = None
+        dense = dict(spikes=None, x1=None, x2=None, dldt_out=None)
         if spiking:
-            dense_dldt = spikes.dense_of(spike_dldt, dtype)
-            spike_dense = spikes.to_dense(dtype)
-            isyn_dense = spikes.dense_of(spikes.isyn, dtype)
+            extra = spikes.isyn if spikes.extra is None else spikes.extra
+            dense = dict(spikes=spikes.to_dense(dtype), x1=spikes.dense_of(spikes.isyn, dtype),
+                         x2=spikes.dense_of(extra, dtype),
+                         dldt_out=spikes.dense_of(np.asarray(spike_dldt, dtype), dtype))
         rec = (None, None, None) if w_rec is None else (w_rec, d_rec.q, d_rec.f)
         out = delay_reference.delayed_backward(
-            inputs.to_dense(), w_in, d_in.q, d_in.f, *rec, spike_dense, isyn_dense,
-            dense_dldt, grad_v, neurons.alpha_mem, neurons.alpha_syn, neurons.syn_gain,
-            neurons.threshold, neurons.tau_mem, dt, spiking, min_vdot,
+            inputs.to_dense(), w_in, d_in.q, d_in.f, *rec, grad_v=grad_v, model=model,
+            table=table, dt=dt, spiking=spiking, min_vdot=min_vdot, **dense,
         )  # fmt: skip
         return DelayGrads(
             out["grad_w_in"], out["grad_d_in"], out["grad_w_rec"], out["grad_d_rec"],
-            _gather(out["in_dldt"], inputs) if want_input_timing else None,
+            gather_events(out["in_dldt"], inputs) if want_input_timing else None,
             out["trace"] if want_trace else None,
         )  # fmt: skip
-    chunks = _n_chunks(n_batch)
+    chunks = n_chunks(n_batch)
     w_r, q_r, f_r = _rec_arrays(w_in, w_rec, d_rec)
     gw_in = np.zeros((chunks, *w_in.shape), dtype)
     gd_in = np.zeros_like(gw_in)
@@ -181,20 +166,13 @@ def delayed_backward(
     gd_rec = np.zeros_like(gw_rec)
     in_dldt = np.zeros(inputs.n_events if want_input_timing else 0, dtype)
     trace = np.zeros((n_batch, n_steps, n_out) if want_trace else (0, 0, 0), dtype)
-    if spiking:
-        sp = (spikes.ptr, spikes.step, spikes.unit, spikes.isyn.astype(dtype, copy=False),
-              np.asarray(spike_dldt, dtype))
-        gv = np.zeros((0, 0, 0), dtype)
-    else:
-        sp = (np.zeros(n_batch + 1, np.int64), np.zeros(0, np.int32), np.zeros(0, np.int32),
-              np.zeros(0, dtype), np.zeros(0, dtype))
-        gv = np.ascontiguousarray(grad_v, dtype=dtype)
-    delay_kernels.delayed_backward(
+    dldt = np.asarray(spike_dldt, dtype) if spiking else np.zeros(0, dtype)
+    gv = np.zeros((0, 0, 0), dtype) if spiking else np.ascontiguousarray(grad_v, dtype=dtype)
+    specialise(delay_loop.delayed_backward, model)(
         inputs.ptr, inputs.step, inputs.unit, inputs.value, w_in, d_in.q, d_in.f,
-        w_r, q_r, f_r, neurons.alpha_mem, neurons.alpha_syn, neurons.syn_gain,
-        neurons.threshold, neurons.tau_mem, float(dt), n_steps, _slots(d_in, d_rec), spiking,
-        *sp, gv, min_vdot, gw_in, gd_in, gw_rec, gd_rec, in_dldt, want_input_timing,
-        trace, want_trace,
+        w_r, q_r, f_r, table, 1.0 / dt, n_steps, _slots(d_in, d_rec), spiking,
+        *spike_arrays(spikes, n_batch, dtype), dldt, gv, min_vdot,
+        gw_in, gd_in, gw_rec, gd_rec, in_dldt, want_input_timing, trace, want_trace,
     )  # fmt: skip
     has_rec = w_rec is not None
     return DelayGrads(

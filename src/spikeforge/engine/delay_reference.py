@@ -1,17 +1,18 @@
 """Dense NumPy reference for LIF / LI layers with per-synapse delays (forward + EventProp).
 
-Slow but obviously correct; the compiled kernels in :mod:`delay_kernels` implement the
-same maths on sparse events and tests compare the two.
+Slow but obviously correct; the compiled driver :mod:`delay_loop` implements the same
+maths on sparse events and tests compare the two. The neuron's maths come from its model
+(:mod:`spikeforge.neurons`), applied to [B, N] arrays.
 
 Delays. Synapse i -> j has a delay d_ij >= 0 in ms, written in steps as
 d_ij / dt = q_ij + f_ij with integer q_ij >= 0 and fraction 0 <= f_ij < 1. A presynaptic
 event of amplitude v at step n injects w_ij v into the synaptic current I_j split
 linearly between two steps: (1 - f) w v at step n + q and f w v at step n + q + 1
 ("interpolated" delays; "rounded" delays have f = 0). With d = 0 the layer is exactly the
-undelayed layer of :mod:`reference`. Arrivals at or after ``n_steps`` have no effect.
+undelayed layer of :mod:`dense_loop`. Arrivals at or after ``n_steps`` have no effect.
 
-Per step n the forward does: integrate (V = a_m V + g I; I = a_s I), threshold / record
-V, then add every current arriving at step n (inputs and own spikes with delay 0 arrive
+Per step n the forward does: the neuron model's integrate and threshold / reset (or
+record V), then adds every current arriving at step n (inputs and own spikes with delay 0 arrive
 in the step they are emitted, as in the undelayed layer).
 
 EventProp with delays (Meszaros, Knight & Nowotny 2025). Let tr[m] = lam_I at t_m^+
@@ -57,10 +58,10 @@ def _scatter_step(arrive, s, n, w, dq, df):
             arrive[:, n + q + 1, j] += f * wkj * s[:, k]
 
 
-def delayed_forward(x, w_in, dq_in, df_in, w_rec, dq_rec, df_rec, alpha_mem, alpha_syn,
-                    syn_gain, threshold, spiking):  # fmt: skip
-    """x [B, T, in] -> (spikes [B, T, N], isyn_at_spike [B, T, N]) for LIF (``spiking``),
-    or (V [B, T, N] after each step's integration, None) for an LI readout."""
+def delayed_forward(x, w_in, dq_in, df_in, w_rec, dq_rec, df_rec, model, table, spiking):
+    """x [B, T, in] -> (spikes [B, T, N], x1, x2 at each spike [B, T, N]) for a spiking
+    layer, or (V [B, T, N] after each step's integration, None, None) for a readout;
+    ``model``/``table``: the neuron model and its factor table [K, N]."""
     n_batch, n_steps, _ = x.shape
     n_out = w_in.shape[1]
     max_q = int(dq_in.max(initial=0))
@@ -69,22 +70,23 @@ def delayed_forward(x, w_in, dq_in, df_in, w_rec, dq_rec, df_rec, alpha_mem, alp
     arrive = _arrivals(x, w_in, dq_in, df_in, n_steps + max_q + 2)
     v = np.zeros((n_batch, n_out), dtype=w_in.dtype)
     i_syn = np.zeros_like(v)
+    aux = np.zeros_like(v)
     record = np.zeros((n_batch, n_steps, n_out), dtype=w_in.dtype)
-    isyn = np.zeros_like(record)
+    x1s, x2s = np.zeros_like(record), np.zeros_like(record)
     for n in range(n_steps):
-        v = alpha_mem * v + syn_gain * i_syn
-        i_syn = alpha_syn * i_syn
+        v, i_syn, aux = model.integrate(v, i_syn, aux, table)
         if spiking:
-            fired = v >= threshold
-            record[:, n] = fired
-            isyn[:, n] = np.where(fired, i_syn, 0.0)
-            v = np.where(fired, 0.0, v)
+            s = (model.margin(v, i_syn, aux, table) >= 0).astype(w_in.dtype)
+            record[:, n] = s
+            x1, x2 = model.spike_values(v, i_syn, aux, table)
+            x1s[:, n], x2s[:, n] = x1 * s, x2 * s
+            v, i_syn, aux = model.reset(v, i_syn, aux, s, s, table)
             if w_rec is not None:
-                _scatter_step(arrive, record[:, n], n, w_rec, dq_rec, df_rec)
+                _scatter_step(arrive, s, n, w_rec, dq_rec, df_rec)
         else:
             record[:, n] = v
         i_syn = i_syn + arrive[:, n]
-    return record, (isyn if spiking else None)
+    return (record, x1s, x2s) if spiking else (record, None, None)
 
 
 def _trace_at(trace, m):
@@ -92,13 +94,13 @@ def _trace_at(trace, m):
     return trace[:, m] if m < trace.shape[1] else np.zeros_like(trace[:, 0])
 
 
-def delayed_backward(x, w_in, dq_in, df_in, w_rec, dq_rec, df_rec, spikes, isyn, dldt_out,
-                     grad_v, alpha_mem, alpha_syn, syn_gain, threshold, tau_mem, dt, spiking,
-                     min_vdot):  # fmt: skip
+def delayed_backward(x, w_in, dq_in, df_in, w_rec, dq_rec, df_rec, spikes, x1, x2, dldt_out,
+                     grad_v, model, table, dt, spiking, min_vdot):  # fmt: skip
     """EventProp adjoint of :func:`delayed_forward` (see the module docstring).
 
-    LIF: ``spikes``/``isyn`` from the forward and ``dldt_out`` [B, T, N] the timing
-    sensitivity of each own spike from consumers. LI: ``grad_v`` [B, T, N] = dL/dV.
+    Spiking layers: ``spikes`` and per-spike values ``x1``, ``x2`` from the forward and
+    ``dldt_out`` [B, T, N] the timing sensitivity of each own spike from consumers.
+    Readouts: ``grad_v`` [B, T, N] = dL/dV.
     Returns a dict with grad_w_in, grad_d_in [in, N], grad_w_rec, grad_d_rec [N, N] (or
     None), in_dldt [B, T, in] (summed timing sensitivity of the inputs at each step) and
     trace [B, T, N] (lam_I after each step's arrivals).
@@ -107,6 +109,7 @@ def delayed_backward(x, w_in, dq_in, df_in, w_rec, dq_rec, df_rec, spikes, isyn,
     n_out = w_in.shape[1]
     lam_v = np.zeros((n_batch, n_out), dtype=w_in.dtype)
     lam_i = np.zeros_like(lam_v)
+    lam_a = np.zeros_like(lam_v)
     trace = np.zeros((n_batch, n_steps, n_out), dtype=w_in.dtype)
     has_rec = w_rec is not None
     grad_w_rec = np.zeros_like(w_rec) if has_rec else None
@@ -126,13 +129,13 @@ def delayed_backward(x, w_in, dq_in, df_in, w_rec, dq_rec, df_rec, spikes, isyn,
                         grad_d_rec[k, j] += s[:, k] @ sens
                         dldt[:, k] += s[:, k] * sens
             fired = spikes[:, n] > 0
-            i_k = isyn[:, n] / alpha_syn  # the current at the start of the step
-            denom = np.maximum(i_k - threshold, min_vdot)
-            lam_v = np.where(fired, (lam_v * i_k - tau_mem * dldt) / denom, lam_v)
+            denom = np.maximum(model.jump_denominator(x1[:, n], x2[:, n], table), min_vdot)
+            jumped = model.jump(lam_v, lam_i, lam_a, x1[:, n], x2[:, n], dldt, denom, table)
+            lam_v, lam_i, lam_a = (np.where(fired, new, old) for new, old
+                                   in zip(jumped, (lam_v, lam_i, lam_a), strict=True))
         else:
             lam_v = lam_v + grad_v[:, n]
-        lam_i = alpha_syn * lam_i + syn_gain * lam_v
-        lam_v = alpha_mem * lam_v
+        lam_v, lam_i, lam_a = model.adjoint_integrate(lam_v, lam_i, lam_a, table)
     grad_w_in = np.zeros_like(w_in)
     grad_d_in = np.zeros_like(w_in)
     in_dldt = np.zeros_like(x)

@@ -10,17 +10,21 @@ not attached to the output, so consumers treat it as an ordinary dense tensor.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import torch
 from torch import nn
 
+from spikeforge.engine import dense_loop
 from spikeforge.errors import SpikeforgeError
 from spikeforge.events import Events
-from spikeforge.nn.bptt import Adaptation, check_surrogate, li_loop, lif_loop, torch_decays
+from spikeforge.nn.bptt import (
+    DEFAULT_SLOPE,
+    DEFAULT_SURROGATE,
+    check_surrogate,
+    surrogate_spike,
+)
 from spikeforge.nn.records import SpikeRecord, record_of
-from spikeforge.nn.time_constants import setup_time_constants, tau_vectors
+from spikeforge.nn.time_constants import setup_time_constants, torch_table
 
 METHODS = ("eventprop", "bptt")
 
@@ -49,7 +53,7 @@ def dense_input(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
     weight = layer.weight
     record = record_of(x)
     if record is not None and x.numel() == 0:
-        if not math.isnan(record.dt):
+        if record.from_layer:
             raise SpikeforgeError(
                 f"{type(layer).__name__}: method='bptt' cannot take the sparse output of an "
                 f"EventProp layer; build every layer with the same method"
@@ -59,25 +63,39 @@ def dense_input(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return x.to(device=weight.device, dtype=weight.dtype)
 
 
-def _decays(layer: nn.Module):
-    tau_mem, tau_syn = tau_vectors(layer, layer.params, layer.out_features,
-                                   layer.weight.device)
-    return torch_decays(tau_mem, tau_syn, layer.dt, layer.weight.dtype)
+def bptt_loop(model, table: torch.Tensor, currents: torch.Tensor,
+              w_rec: torch.Tensor | None, spiking: bool = True,
+              surrogate: str = DEFAULT_SURROGATE, slope: float = DEFAULT_SLOPE,
+              detach_reset: bool = True, spike_fn=None) -> torch.Tensor:
+    """Differentiable time loop of any neuron model: input currents ``[B, T, N]`` ->
+    spikes (or, for a readout, V) ``[B, T, N]``.
 
-
-def lif_bptt(layer: nn.Module, x: torch.Tensor,
-             adaptation: Adaptation | None = None) -> torch.Tensor:
-    """Forward of a LIF (or, with ``adaptation``, ALIF) layer by the BPTT loop."""
-    inputs = dense_input(layer, x)
-    spikes = lif_loop(
-        inputs @ layer.weight.t(), layer.recurrent_weight, _decays(layer),
-        layer.params.threshold, layer.surrogate, layer.surrogate_slope, adaptation,
+    Args:
+        model, table: the neuron model and its factor table ``[K, N]`` (a tensor; with
+            trainable taus it carries their gradient).
+        w_rec: recurrent weights ``[N, N]`` (post, pre) or None.
+        surrogate, slope: surrogate derivative of the Heaviside spike.
+        detach_reset: stop the gradient through the reset (common practice, Zenke &
+            Vogels 2021); the forward is the same either way.
+        spike_fn: replaces the surrogate spike function (tests use a smooth one).
+    """
+    spike = spike_fn or (lambda margin: surrogate_spike(margin, surrogate, slope))
+    run = dense_loop.simulate(
+        model, table, currents, None if w_rec is None else w_rec.t(), spiking,
+        spike_fn=spike, detach=(lambda s: s.detach()) if detach_reset else None,
+        record_values=False,
     )  # fmt: skip
-    events = Events.from_dense(spikes.detach().cpu().numpy())
-    layer.last_record = SpikeRecord(events=events, dt=layer.dt)
-    return spikes
+    return run.out
 
 
-def li_bptt(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """Forward of an LI readout by the BPTT loop: V ``[B, T, out]``."""
-    return li_loop(dense_input(layer, x) @ layer.weight.t(), _decays(layer))
+def layer_bptt(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """Forward of a spikeforge layer with dense synapses by the BPTT loop: spikes (or V
+    for a readout) ``[B, T, out]``."""
+    table = torch_table(layer, layer.params, layer.out_features, layer.dt, layer.weight)
+    out = bptt_loop(layer.model, table, dense_input(layer, x) @ layer.weight.t(),
+                    getattr(layer, "recurrent_weight", None), layer.params.spiking,
+                    layer.surrogate, layer.surrogate_slope)
+    if layer.params.spiking:
+        events = Events.from_dense(out.detach().cpu().numpy())
+        layer.last_record = SpikeRecord(events=events, dt=layer.dt)
+    return out

@@ -1,8 +1,9 @@
 """Surrogate-gradient BPTT for delayed LIF / LI layers (dense torch ops, autograd in time).
 
-Same dynamics as :mod:`spikeforge.engine.delay_kernels`: per step integrate, threshold
-(Heaviside forward, fast-sigmoid surrogate derivative 1 / (beta |V - theta| + 1)^2
-backward, reset to 0 detached), then add the currents arriving at that step. A delay
+Same dynamics as :mod:`spikeforge.engine.delay_loop`: per step the neuron model's
+integrate, threshold (Heaviside forward, fast-sigmoid surrogate derivative
+1 / (slope |V - theta| + 1)^2 backward, reset detached), then the currents arriving at
+that step. A delay
 d = (q + f) dt delivers (1 - f) w x[n] at n + q and f w x[n] at n + q + 1, written as
 x[n - q] + f (x[n - q - 1] - x[n - q]) so that autograd gives the delay gradient
 w (x[n-q-1] - x[n-q]) / dt (for rounded delays f is 0 in value with the same gradient:
@@ -17,9 +18,10 @@ import numpy as np
 import torch
 
 from spikeforge.events import Events
-from spikeforge.model.neurons import LIFParams
+from spikeforge.neurons import model_of
+from spikeforge.nn.bptt import surrogate_spike
 from spikeforge.nn.functional import numpy_dtype
-from spikeforge.nn.records import SpikeRecord, attach
+from spikeforge.nn.records import SpikeRecord, attach, timing_from_dense
 
 
 def _split(delay: torch.Tensor, dt: float, mode: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -68,25 +70,17 @@ def delayed_currents(x: torch.Tensor, w: torch.Tensor, delay: torch.Tensor, dt: 
     return out
 
 
-class _Spike(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, v_rel, beta: float):
-        ctx.save_for_backward(v_rel)
-        ctx.beta = beta
-        return (v_rel >= 0).to(v_rel.dtype)
-
-    @staticmethod
-    def backward(ctx, grad):
-        (v_rel,) = ctx.saved_tensors
-        return grad / (ctx.beta * v_rel.abs() + 1.0) ** 2, None
-
-
 def run(x: torch.Tensor, w_in: torch.Tensor, d_in: torch.Tensor, w_rec: torch.Tensor | None,
-        d_rec: torch.Tensor | None, params: LIFParams, dt: float, mode: str, spiking: bool,
-        beta: float) -> torch.Tensor:  # fmt: skip
-    """Simulate; returns spikes (LIF) or V after integration (LI), both [B, T, out]."""
-    decays = params.decays(dt)
+        d_rec: torch.Tensor | None, params, dt: float, mode: str,
+        slope: float) -> torch.Tensor:  # fmt: skip
+    """Simulate; returns spikes (spiking params) or V after integration (readout), both
+    [B, T, out]. The neuron maths are the model's (:mod:`spikeforge.neurons`); the spike
+    has the fast-sigmoid surrogate derivative with ``slope``."""
+    model = model_of(params)
     n_batch, n_steps, _ = x.shape
+    tau = torch.full((w_in.shape[0],), 1.0, dtype=torch.float64, device=x.device)
+    taus = {"tau_mem": params.tau_mem * tau, "tau_syn": params.tau_syn * tau}
+    table = torch.stack(model.factors(params, dt, taus, torch)).to(x.dtype)
     arrive = delayed_currents(x, w_in, d_in, dt, mode)
     pending: dict[int, torch.Tensor] = {}
     groups = []
@@ -96,14 +90,13 @@ def run(x: torch.Tensor, w_in: torch.Tensor, d_in: torch.Tensor, w_rec: torch.Te
             mask = (q_rec == value).to(w_rec.dtype)
             groups.append((value, (w_rec * (1.0 - f_rec) * mask).T, (w_rec * f_rec * mask).T))
     v = x.new_zeros(n_batch, w_in.shape[0])
-    i_syn = torch.zeros_like(v)
+    i_syn, aux = torch.zeros_like(v), torch.zeros_like(v)
     outputs = []
     for n in range(n_steps):
-        v = decays.alpha_mem * v + decays.syn_gain * i_syn
-        i_syn = decays.alpha_syn * i_syn
-        if spiking:
-            s = _Spike.apply(v - params.threshold, beta)
-            v = v * (1.0 - s.detach())
+        v, i_syn, aux = model.integrate(v, i_syn, aux, table)
+        if params.spiking:
+            s = surrogate_spike(model.margin(v, i_syn, aux, table), "fast_sigmoid", slope)
+            v, i_syn, aux = model.reset(v, i_syn, aux, s, s.detach(), table)
             outputs.append(s)
             for value, now, later in groups:
                 for m, mat in ((n + value, now), (n + value + 1, later)):
@@ -118,17 +111,6 @@ def run(x: torch.Tensor, w_in: torch.Tensor, d_in: torch.Tensor, w_rec: torch.Te
     return torch.stack(outputs, dim=1)
 
 
-def dense_timing(grad: torch.Tensor, events: Events, dt: float) -> np.ndarray:
-    """Timing sensitivity dL/dt_k of each event from a dense gradient G [B, T, units]:
-    moving an event from step n to n + 1 changes L by G[n+1] - G[n] (G[T] = 0)."""
-    g = grad.detach().cpu().numpy()
-    b = events.sample_index()
-    nxt = np.minimum(events.step + 1, events.n_steps - 1)
-    g_next = np.where(events.step + 1 < events.n_steps, g[b, nxt, events.unit], 0.0)
-    return (g_next - g[b, events.step, events.unit]) * events.value / dt
-
-
-
 class _EventsToDense(torch.autograd.Function):
     """Dense view of upstream events; the dense gradient becomes spike timing in the record."""
 
@@ -141,8 +123,8 @@ class _EventsToDense(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad):
         record = ctx.record
-        if np.isfinite(record.dt):
-            record.dldt += dense_timing(grad, record.events, record.dt)
+        if record.from_layer:
+            record.dldt += timing_from_dense(grad, record.events, record.dt)
         return torch.zeros((), dtype=grad.dtype).expand(ctx.shape), None, None  # token: CPU
 
 

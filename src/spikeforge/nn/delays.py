@@ -22,21 +22,19 @@ import numpy as np
 import torch
 from torch import nn
 
-from spikeforge.engine import NeuronArrays
+from spikeforge.engine.api import BACKENDS, DEFAULT_MIN_VDOT, NeuronArrays
 from spikeforge.engine.delay_layers import (
     DELAY_MODES,
     DelaySteps,
     delayed_backward,
     delayed_forward,
 )
-from spikeforge.engine.layers import BACKENDS, DEFAULT_MIN_VDOT
 from spikeforge.errors import SpikeforgeError
 from spikeforge.events import Events
-from spikeforge.model.neurons import LIFParams
+from spikeforge.neurons import LIFParams, model_of
 from spikeforge.nn import delay_bptt
-from spikeforge.nn.delay_bptt import dense_timing
 from spikeforge.nn.functional import numpy_dtype
-from spikeforge.nn.records import SpikeRecord, attach, record_of
+from spikeforge.nn.records import SpikeRecord, attach, record_of, timing_from_dense
 
 METHODS = ("eventprop", "bptt")
 
@@ -49,10 +47,8 @@ class DelayCall:
     run on host copies and results and gradients are moved back to the parameters' device.
     """
 
-    neurons: NeuronArrays
-    dt: float
+    neurons: NeuronArrays  # model, factor table, dt (ms) and whether it spikes
     mode: str
-    spiking: bool
     backend: str
     min_vdot: float
     dense_output: bool
@@ -68,7 +64,7 @@ def _np_t(tensor: torch.Tensor) -> np.ndarray:
 def _steps(delay: torch.Tensor | None, call: DelayCall, dtype) -> DelaySteps | None:
     if delay is None:
         return None
-    return DelaySteps.from_ms(_np_t(delay), call.dt, call.mode, dtype)
+    return DelaySteps.from_ms(_np_t(delay), call.neurons.dt, call.mode, dtype)
 
 
 def _trace_input_grad(trace: np.ndarray, w: np.ndarray, d: DelaySteps) -> np.ndarray:
@@ -95,14 +91,14 @@ class DelayedFunction(torch.autograd.Function):
         dtype = w_in_np.dtype
         steps_in, steps_rec = _steps(d_in, call, dtype), _steps(d_rec, call, dtype)
         out = delayed_forward(inputs, w_in_np, steps_in, w_rec_np, steps_rec, call.neurons,
-                              call.spiking, call.backend)  # fmt: skip
+                              call.backend)
         ctx.call, ctx.inputs = call, inputs
         ctx.arrays = (w_in_np, steps_in, w_rec_np, steps_rec)
         ctx.save_for_backward(x)
         ctx.shapes = (w_in.shape, None if w_rec is None else w_rec.shape)
-        if not call.spiking:
+        if not call.neurons.spiking:
             return torch.from_numpy(out).to(device)
-        call.output = SpikeRecord(events=out, dt=call.dt)
+        call.output = SpikeRecord(events=out, dt=call.neurons.dt)
         if call.dense_output:
             return torch.from_numpy(out.to_dense(dtype)).to(device)
         return torch.empty(0, dtype=w_in.dtype, device=device)
@@ -114,16 +110,16 @@ class DelayedFunction(torch.autograd.Function):
         w_in_np, steps_in, w_rec_np, steps_rec = ctx.arrays
         need_x = ctx.needs_input_grad[0]
         spikes = dldt = grad_v = None
-        if call.spiking:
+        if call.neurons.spiking:
             spikes = call.output.events
             dldt = call.output.dldt.copy()
             call.output.dldt[:] = 0.0
             if call.dense_output and grad_out is not None and grad_out.numel():
-                dldt += dense_timing(grad_out, spikes, call.dt)
+                dldt += timing_from_dense(grad_out, spikes, call.neurons.dt)
         else:
             grad_v = grad_out.detach().cpu().numpy()
         grads = delayed_backward(
-            ctx.inputs, w_in_np, steps_in, w_rec_np, steps_rec, call.neurons, call.dt,
+            ctx.inputs, w_in_np, steps_in, w_rec_np, steps_rec, call.neurons,
             spikes, dldt, grad_v, want_input_timing=need_x and call.upstream is not None,
             want_trace=need_x and call.upstream is None, min_vdot=call.min_vdot,
             backend=call.backend,
@@ -145,13 +141,12 @@ class DelayedFunction(torch.autograd.Function):
 class _DelayedLayer(nn.Module):
     """Shared parameters, validation and dispatch of delayed layers."""
 
-    spiking = True
 
     def __init__(
         self, in_features: int, out_features: int, params: LIFParams, dt: float, *,
         recurrent: bool, max_delay: float, delay_init: str | float, learn_delays: bool,
         delay_mode: str, method: str, backend: str, weight_mean: float, weight_std: float,
-        recurrent_std: float, min_vdot: float, surrogate_beta: float,
+        recurrent_std: float, min_vdot: float, surrogate_slope: float,
     ) -> None:  # fmt: skip
         super().__init__()
         name = type(self).__name__
@@ -160,6 +155,10 @@ class _DelayedLayer(nn.Module):
         if not (dt > 0):
             raise SpikeforgeError(f"{name}: dt must be a positive number of ms, got {dt!r}")
         params.validate(dt, name)
+        self.model = model_of(params)
+        if not self.model.supports("delays"):
+            raise SpikeforgeError(f"{name}: the {self.model.name} neuron model does not "
+                                  f"support synaptic delays; use a LIF layer")
         if not (math.isfinite(max_delay) and max_delay >= 0):
             raise SpikeforgeError(
                 f"{name}: max_delay must be a finite number of ms >= 0, got {max_delay!r}")
@@ -174,7 +173,7 @@ class _DelayedLayer(nn.Module):
         self.in_features, self.out_features = in_features, out_features
         self.params, self.dt, self.max_delay = params, float(dt), float(max_delay)
         self.delay_mode, self.method, self.backend = delay_mode, method, backend
-        self.min_vdot, self.surrogate_beta = min_vdot, surrogate_beta
+        self.min_vdot, self.surrogate_slope = min_vdot, surrogate_slope
         self.weight = nn.Parameter(torch.empty(out_features, in_features))
         self.delay = nn.Parameter(torch.empty(out_features, in_features),
                                   requires_grad=learn_delays)
@@ -239,12 +238,12 @@ class _DelayedLayer(nn.Module):
         if self.method == "bptt":
             return self._forward_bptt(x, upstream, d_in, d_rec)
         call = DelayCall(
-            NeuronArrays.from_params(self.params, self.out_features, self.dt, dtype), self.dt,
-            self.delay_mode, self.spiking, "event" if self.backend == "auto" else self.backend,
+            NeuronArrays.from_params(self.params, self.out_features, self.dt, dtype),
+            self.delay_mode, "event" if self.backend == "auto" else self.backend,
             self.min_vdot, getattr(self, "dense_output", True), upstream,
         )  # fmt: skip
         out = DelayedFunction.apply(x, self.weight, d_in, self.recurrent_weight, d_rec, call)
-        if self.spiking:
+        if self.params.spiking:
             self.last_record = call.output
             attach(out, call.output)
         return out
@@ -253,9 +252,9 @@ class _DelayedLayer(nn.Module):
         dense = delay_bptt.dense_input(x, upstream, self.weight.dtype, self.weight.device)
         out = delay_bptt.run(
             dense, self.weight, d_in, self.recurrent_weight, d_rec, self.params, self.dt,
-            self.delay_mode, self.spiking, self.surrogate_beta,
+            self.delay_mode, self.surrogate_slope,
         )  # fmt: skip
-        if self.spiking:
+        if self.params.spiking:
             out, self.last_record = delay_bptt.with_record(out, self.dt)
         return out
 
@@ -279,10 +278,9 @@ class DelayedLIF(_DelayedLayer):
         delay_mode: ``"interpolate"`` (real-valued) or ``"round"`` (whole steps).
         method: ``"eventprop"`` (exact, O(spikes) memory) or ``"bptt"`` (surrogate).
         dense_output: False returns an event token (O(spikes) memory, EventProp only).
-        surrogate_beta: slope of the fast-sigmoid surrogate (BPTT only).
+        surrogate_slope: slope of the fast-sigmoid surrogate (BPTT only).
     """
 
-    spiking = True
 
     def __init__(
         self, in_features: int, out_features: int, recurrent: bool = False,
@@ -291,14 +289,14 @@ class DelayedLIF(_DelayedLayer):
         learn_delays: bool = True, delay_mode: str = "interpolate", method: str = "eventprop",
         dense_output: bool = True, backend: str = "auto", weight_mean: float = 0.0,
         weight_std: float = 1.0, recurrent_std: float = 0.5,
-        min_vdot: float = DEFAULT_MIN_VDOT, surrogate_beta: float = 10.0,
+        min_vdot: float = DEFAULT_MIN_VDOT, surrogate_slope: float = 10.0,
     ) -> None:  # fmt: skip
         params = LIFParams(tau_mem=tau_mem, tau_syn=tau_syn, threshold=threshold, spiking=True)
         super().__init__(
             in_features, out_features, params, dt, recurrent=recurrent, max_delay=max_delay,
             delay_init=delay_init, learn_delays=learn_delays, delay_mode=delay_mode,
             method=method, backend=backend, weight_mean=weight_mean, weight_std=weight_std,
-            recurrent_std=recurrent_std, min_vdot=min_vdot, surrogate_beta=surrogate_beta,
+            recurrent_std=recurrent_std, min_vdot=min_vdot, surrogate_slope=surrogate_slope,
         )  # fmt: skip
         self.dense_output = dense_output or method == "bptt"
 
@@ -307,7 +305,6 @@ class DelayedLI(_DelayedLayer):
     """Leaky-integrator readout with learnable per-synapse input delays; returns V
     ``[batch, time, out]``. Arguments as :class:`DelayedLIF` (no threshold/recurrence)."""
 
-    spiking = False
 
     def __init__(
         self, in_features: int, out_features: int, tau_mem: float = 20.0,
@@ -321,5 +318,5 @@ class DelayedLI(_DelayedLayer):
             in_features, out_features, params, dt, recurrent=False, max_delay=max_delay,
             delay_init=delay_init, learn_delays=learn_delays, delay_mode=delay_mode,
             method=method, backend=backend, weight_mean=weight_mean, weight_std=weight_std,
-            recurrent_std=0.0, min_vdot=DEFAULT_MIN_VDOT, surrogate_beta=10.0,
+            recurrent_std=0.0, min_vdot=DEFAULT_MIN_VDOT, surrogate_slope=10.0,
         )  # fmt: skip

@@ -1,11 +1,16 @@
-"""EventProp autograd Functions on the torch (CUDA) path: :mod:`spikeforge.engine.torch_kernels`.
+"""The EventProp autograd Function on the torch (CUDA) path: :mod:`spikeforge.engine.dense_loop`
+with torch tensors on the layer's device.
 
 Used automatically when a layer's input lives on a CUDA device (or with
-``backend="torch"``). Spikes travel between layers as dense tensors ``[B, T, N]`` on the
-device, each carrying a :class:`DeviceSpikeRecord`; as on the CPU path, a consuming
-spikeforge layer adds the exact timing sensitivity dL/dt of each input spike into the
-producer's record instead of returning a dense gradient, and generic consumers' dense
-gradients G are turned into timing sensitivities by (G[n+1] - G[n]) / dt.
+``backend="torch"``, which tests use on the CPU). Spikes travel between layers as dense
+tensors ``[B, T, N]`` on the device, each carrying a :class:`DeviceSpikeRecord`; as on
+the CPU path, a consuming spikeforge layer adds the exact timing sensitivity dL/dt of
+each input spike into the producer's record instead of returning a dense gradient, and
+generic consumers' dense gradients G are turned into timing sensitivities by
+(G[n+1] - G[n]) / dt.
+
+Memory: the forward keeps the spike mask and the model's per-spike values on the
+[B, T, N] grid and no voltage trace.
 """
 
 from __future__ import annotations
@@ -14,32 +19,35 @@ from dataclasses import dataclass, field
 
 import torch
 
-from spikeforge.engine import torch_kernels as kernels
-from spikeforge.engine.layers import DEFAULT_MIN_VDOT
+from spikeforge.engine import dense_loop
+from spikeforge.engine.api import DEFAULT_MIN_VDOT
 from spikeforge.events import Events
-from spikeforge.nn.functional import numpy_dtype
+from spikeforge.neurons.base import NeuronModel
 from spikeforge.nn.records import attach, record_of
-from spikeforge.nn.time_constants import neuron_arrays
+from spikeforge.nn.time_constants import torch_table
 
 
 @dataclass
 class DeviceSpikeRecord:
-    """Spikes of one layer on a device: mask [B, T, N] bool, current at each spike
-    ``isyn`` [B, T, N], step ``dt`` (ms) and the accumulated timing gradient ``dldt``."""
+    """Spikes of one layer on a device: mask [B, T, N] (bool), the model's per-spike
+    values ``x1``/``x2`` [B, T, N], step ``dt`` (ms) and the accumulated timing gradient
+    ``dldt`` [B, T, N]."""
 
     spikes: torch.Tensor
-    isyn: torch.Tensor
+    x1: torch.Tensor
+    x2: torch.Tensor
     dt: float
     dldt: torch.Tensor = field(init=False)
 
     def __post_init__(self) -> None:
-        self.dldt = torch.zeros_like(self.isyn)
+        self.dldt = torch.zeros_like(self.x1)
 
     @property
     def events(self) -> Events:
         """The spikes as CPU :class:`Events` (a device-to-host copy; for statistics)."""
         events = Events.from_dense(self.spikes.cpu().numpy())
-        events.isyn = self.isyn.cpu().numpy()[events.sample_index(), events.step, events.unit]
+        index = (events.sample_index(), events.step, events.unit)
+        events.isyn = self.x1.cpu().numpy()[index]
         return events
 
 
@@ -47,17 +55,17 @@ class DeviceSpikeRecord:
 class DeviceCall:
     """Non-tensor arguments of one layer call on the device path."""
 
-    neurons: kernels.DeviceNeurons
+    model: NeuronModel
+    table: torch.Tensor  # [K, N] on the device
     dt: float
+    spiking: bool
     min_vdot: float
     upstream: DeviceSpikeRecord | None
     output: DeviceSpikeRecord | None = None
-    adapt: kernels.DeviceAdaptation | None = None
-    a_spk: torch.Tensor | None = None  # ALIF: adaptation before each spike [B, T, N]
 
 
 def upstream_record(x: torch.Tensor) -> DeviceSpikeRecord | None:
-    """The device spike record carried by ``x``, if it came from a device-path LIF layer."""
+    """The device spike record carried by ``x``, if it came from a device-path layer."""
     record = record_of(x)
     return record if isinstance(record, DeviceSpikeRecord) else None
 
@@ -72,72 +80,44 @@ def _timing_from_dense(record: DeviceSpikeRecord, grad: torch.Tensor | None) -> 
     return dldt
 
 
-def _input_grad(x: torch.Tensor, call: DeviceCall, grads: kernels.DeviceGrads,
-                w_in: torch.Tensor, needed: bool) -> torch.Tensor | None:
-    if not needed:
-        return None
-    if call.upstream is not None:
-        call.upstream.dldt += grads.in_dldt
-        return torch.zeros_like(x)
-    return torch.matmul(grads.lam_i_trace, w_in)
-
-
-class DeviceLIFFunction(torch.autograd.Function):
-    """LIF layer on the device path: x [B, T, in] -> spikes [B, T, N] (float 0/1)."""
+class DeviceEventPropFunction(torch.autograd.Function):
+    """A layer on the device path: x [B, T, in] -> spikes [B, T, N] (float 0/1) or, for a
+    readout, V [B, T, N]."""
 
     @staticmethod
     def forward(ctx, x, w_in, w_rec, call: DeviceCall):
-        spikes, isyn, call.a_spk = kernels.lif_forward(
-            x.detach(), w_in.detach(), None if w_rec is None else w_rec.detach(),
-            call.neurons, call.adapt,
-        )  # fmt: skip
-        call.output = DeviceSpikeRecord(spikes, isyn, call.dt)
+        w_rec_t = None if w_rec is None else w_rec.detach().t()
+        run = dense_loop.simulate(call.model, call.table, x.detach() @ w_in.detach().t(),
+                                  w_rec_t, call.spiking)
         ctx.call = call
         ctx.save_for_backward(x, w_in, w_rec)
-        return spikes.to(x.dtype)
+        if call.spiking:
+            call.output = DeviceSpikeRecord(run.out > 0, run.x1, run.x2, call.dt)
+        return run.out
 
     @staticmethod
-    def backward(ctx, grad_spikes):
+    def backward(ctx, grad_out):
         x, w_in, w_rec = ctx.saved_tensors
         call: DeviceCall = ctx.call
         need_x = ctx.needs_input_grad[0]
         record = call.output
-        grads = kernels.lif_backward(
-            x.detach(), w_in.detach(), None if w_rec is None else w_rec.detach(),
-            record.spikes, record.isyn, _timing_from_dense(record, grad_spikes),
-            call.neurons, call.min_vdot, want_input_timing=need_x and call.upstream is not None,
-            adapt=call.adapt, a_spk=call.a_spk,
+        timing = dict(grad_v=grad_out)
+        if call.spiking:
+            timing = dict(spikes=record.spikes, x1=record.x1, x2=record.x2,
+                          spike_dldt=_timing_from_dense(record, grad_out))
+        grads = dense_loop.adjoint(
+            call.model, call.table, call.dt, x.detach(), w_in.detach().t(),
+            None if w_rec is None else w_rec.detach().t(), min_vdot=call.min_vdot,
+            want_input_timing=need_x and call.upstream is not None, **timing,
         )  # fmt: skip
-        return (_input_grad(x, call, grads, w_in, need_x), grads.grad_w_in, grads.grad_w_rec,
-                None)
-
-
-class DeviceLIFunction(torch.autograd.Function):
-    """Leaky-integrator readout on the device path: x [B, T, in] -> V [B, T, N]."""
-
-    @staticmethod
-    def forward(ctx, x, w_in, call: DeviceCall):
-        ctx.call = call
-        ctx.save_for_backward(x, w_in)
-        return kernels.li_forward(x.detach(), w_in.detach(), call.neurons)
-
-    @staticmethod
-    def backward(ctx, grad_v):
-        x, w_in = ctx.saved_tensors
-        call: DeviceCall = ctx.call
-        need_x = ctx.needs_input_grad[0]
-        grads = kernels.li_backward(x.detach(), w_in.detach(), grad_v.contiguous(),
-                                    call.neurons, need_x and call.upstream is not None)
-        return _input_grad(x, call, grads, w_in, need_x), grads.grad_w_in, None
-
-
-def run_lif_device(x, w_in, w_rec, call: DeviceCall) -> torch.Tensor:
-    """Apply :class:`DeviceLIFFunction` and attach the output's device spike record."""
-    return attach(DeviceLIFFunction.apply(x, w_in, w_rec, call), call.output)
-
-
-def run_li_device(x, w_in, call: DeviceCall) -> torch.Tensor:
-    return DeviceLIFunction.apply(x, w_in, call)
+        grad_x = None
+        if need_x and call.upstream is not None:
+            call.upstream.dldt += grads.in_dldt
+            grad_x = torch.zeros_like(x)
+        elif need_x:
+            grad_x = grads.lam_i_trace @ w_in
+        grad_w_rec = None if w_rec is None else grads.grad_w_rec.t()
+        return grad_x, grads.grad_w_in.t(), grad_w_rec, None
 
 
 def uses_device_path(x: torch.Tensor, backend: str) -> bool:
@@ -145,28 +125,17 @@ def uses_device_path(x: torch.Tensor, backend: str) -> bool:
     return backend == "torch" or x.is_cuda
 
 
-def _device_call(layer, x: torch.Tensor, adapt=None) -> DeviceCall:
-    arrays = neuron_arrays(layer, layer.params, layer.out_features, layer.dt,
-                           numpy_dtype(layer.weight.dtype))
-    return DeviceCall(
-        neurons=kernels.DeviceNeurons.from_arrays(arrays, layer.weight),
-        dt=layer.dt, min_vdot=getattr(layer, "min_vdot", DEFAULT_MIN_VDOT),
-        upstream=upstream_record(x),
-        adapt=None if adapt is None else kernels.DeviceAdaptation.from_arrays(adapt, layer.weight),
+def run_device(layer, x: torch.Tensor) -> torch.Tensor:
+    """Forward of a spikeforge layer with dense synapses on the torch (CUDA) path; spiking
+    outputs carry a :class:`DeviceSpikeRecord` (also left in ``layer.last_record``)."""
+    call = DeviceCall(
+        model=layer.model, dt=layer.dt, spiking=layer.params.spiking,
+        table=torch_table(layer, layer.params, layer.out_features, layer.dt,
+                          layer.weight).detach(),
+        min_vdot=getattr(layer, "min_vdot", DEFAULT_MIN_VDOT), upstream=upstream_record(x),
     )  # fmt: skip
-
-
-def lif_device(layer, x: torch.Tensor, adapt=None) -> torch.Tensor:
-    """Forward of a :class:`spikeforge.nn.LIF` layer (or, with ``adapt``, an
-    :class:`~spikeforge.engine.alif_layers.AdaptArrays`, an ALIF layer) on the torch
-    (CUDA) path; the dense spikes [B, T, N] carry a :class:`DeviceSpikeRecord` (also left
-    in ``last_record``)."""
-    call = _device_call(layer, x, adapt)
-    out = run_lif_device(x, layer.weight, layer.recurrent_weight, call)
+    out = DeviceEventPropFunction.apply(x, layer.weight, layer.recurrent_weight, call)
+    if not call.spiking:
+        return out
     layer.last_record = call.output
-    return out
-
-
-def li_device(layer, x: torch.Tensor) -> torch.Tensor:
-    """Forward of a :class:`spikeforge.nn.LI` readout on the torch (CUDA) path."""
-    return run_li_device(x, layer.weight, _device_call(layer, x))
+    return attach(out, call.output)

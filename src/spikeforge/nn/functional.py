@@ -1,4 +1,9 @@
-"""torch.autograd Functions whose backward is EventProp (engine kernels on CPU)."""
+"""The EventProp autograd Function of every layer with dense synapses (CPU engine).
+
+One Function serves every neuron model (LIF, ALIF, ... and the LI readout): the layer's
+:class:`~spikeforge.engine.NeuronArrays` carries its model and factor table, and the
+engine's generic drivers do the rest.
+"""
 
 from __future__ import annotations
 
@@ -7,17 +12,16 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from spikeforge.engine import NeuronArrays
-from spikeforge.engine import layers as engine
-from spikeforge.nn.records import SpikeRecord, attach, record_of
+from spikeforge.engine import api as engine
+from spikeforge.nn.records import SpikeRecord, attach, timing_from_dense
 
 
 @dataclass
 class LayerCall:
-    """Everything a layer Function needs besides tensors (one per forward call)."""
+    """Everything the Function needs besides tensors (one per forward call); the time
+    step is ``neurons.dt``."""
 
-    neurons: NeuronArrays
-    dt: float
+    neurons: engine.NeuronArrays
     backend: str
     min_vdot: float
     dense_output: bool
@@ -31,28 +35,35 @@ def numpy_dtype(dtype: torch.dtype) -> np.dtype:
     return torch.empty(0, dtype=dtype).numpy().dtype
 
 
-def _to_numpy_weight(weight: torch.Tensor) -> np.ndarray:
+def engine_weight(weight: torch.Tensor) -> np.ndarray:
     """torch [post, pre] -> contiguous numpy [pre, post] (presynaptic rows contiguous)."""
     return np.ascontiguousarray(weight.detach().cpu().numpy().T)
 
 
-def _input_events(x: torch.Tensor, call: LayerCall) -> engine.LayerInput:
+def torch_grad(grad: np.ndarray, like: torch.Tensor) -> torch.Tensor:
+    """An engine gradient [pre, post] as a torch gradient [post, pre] like ``like``."""
+    return torch.from_numpy(grad.T.copy()).to(like.dtype)
+
+
+def engine_input(x: torch.Tensor, upstream: SpikeRecord | None) -> engine.LayerInput:
     """The layer's input for the engine: the upstream layer's spike events, or for a dense
     tensor whichever of events / dense array is cheaper at its density."""
-    if call.upstream is not None:
-        return call.upstream.events
+    if upstream is not None:
+        return upstream.events
     return engine.choose_input(x.detach().cpu().numpy())
 
 
-def _input_grad(x, call: LayerCall, grads: engine.LayerGrads, w_in: torch.Tensor, needed: bool):
-    """Gradient to return for the layer input: timing goes to an upstream record."""
+def input_grad(x: torch.Tensor, upstream: SpikeRecord | None, input_dldt, lam_i_trace,
+               weight_grad_map, needed: bool) -> torch.Tensor | None:
+    """Gradient to return for the layer input. With an upstream spike record the exact
+    timing sensitivities go into the record (and a broadcast zero is returned); for a
+    dense input ``weight_grad_map(lam_i_trace)`` gives dL/dx [B, T, in]."""
     if not needed:
         return None
-    if call.upstream is not None:
-        call.upstream.dldt += grads.input_dldt
+    if upstream is not None:
+        upstream.dldt += input_dldt
         return torch.zeros((), dtype=x.dtype, device=x.device).expand(x.shape)
-    trace = torch.from_numpy(grads.lam_i_trace)
-    return (trace @ w_in.detach().to(trace.dtype)).to(x.dtype)
+    return torch.from_numpy(weight_grad_map(lam_i_trace)).to(x.dtype)
 
 
 def _nonzero(grad: torch.Tensor) -> bool:
@@ -63,103 +74,64 @@ def _nonzero(grad: torch.Tensor) -> bool:
     return bool(torch.any(grad != 0))
 
 
-def _spike_dldt(record: SpikeRecord, grad_spikes: torch.Tensor) -> np.ndarray:
-    """Timing sensitivities of the spikes: those consumers stored in the record, plus the
-    dense gradient of generic consumers converted to a time derivative:
-    moving a spike from step n to n+1 changes L by G[n+1] - G[n] (G[T] taken as 0)."""
+def spike_timing(record: SpikeRecord, grad_spikes: torch.Tensor | None) -> np.ndarray:
+    """Timing sensitivities of a layer's spikes: those its consumers stored in the record
+    (which is then cleared) plus the dense gradient of generic consumers."""
     dldt = record.dldt
     record.dldt = np.zeros_like(dldt)  # calloc'd: costs no memory until written
     if grad_spikes is not None and grad_spikes.numel() and _nonzero(grad_spikes):
-        g = grad_spikes.detach().cpu().numpy()
-        ev = record.events
-        b = ev.sample_index()
-        nxt = np.minimum(ev.step + 1, ev.n_steps - 1)
-        g_next = np.where(ev.step + 1 < ev.n_steps, g[b, nxt, ev.unit], 0.0)
-        dldt += (g_next - g[b, ev.step, ev.unit]) / record.dt
+        dldt += timing_from_dense(grad_spikes, record.events, record.dt).astype(dldt.dtype)
     return dldt
 
 
-class LIFFunction(torch.autograd.Function):
-    """LIF layer: input [B, T, in] (or an event token) -> spikes [B, T, out] (or a token)."""
+class EventPropFunction(torch.autograd.Function):
+    """A layer with dense synapses: input [B, T, in] (or an event token) -> spikes
+    [B, T, out] (or a token) for a spiking population, V [B, T, out] for a readout."""
 
     @staticmethod
     def forward(ctx, x, w_in, w_rec, call: LayerCall):
-        inputs = _input_events(x, call)
-        w_in_np = _to_numpy_weight(w_in)
-        w_rec_np = None if w_rec is None else _to_numpy_weight(w_rec)
-        spikes = engine.lif_forward(inputs, w_in_np, w_rec_np, call.neurons, call.backend)
-        call.output = SpikeRecord(events=spikes, dt=call.dt)
+        inputs = engine_input(x, call.upstream)
+        w_in_np = engine_weight(w_in)
+        w_rec_np = None if w_rec is None else engine_weight(w_rec)
+        out = engine.forward(inputs, w_in_np, w_rec_np, call.neurons, call.backend)
         ctx.call, ctx.inputs = call, inputs
+        ctx.weights = (w_in_np, w_rec_np)
         ctx.save_for_backward(x, w_in, w_rec)
+        if not call.neurons.spiking:
+            return torch.from_numpy(out)
+        call.output = SpikeRecord(events=out, dt=call.neurons.dt)
         if call.dense_output:
-            out = torch.from_numpy(spikes.to_dense(w_in_np.dtype))
-        else:
-            out = torch.empty(0, dtype=w_in.dtype)
-        return out
+            return torch.from_numpy(out.to_dense(w_in_np.dtype))
+        return torch.empty(0, dtype=w_in.dtype)
 
     @staticmethod
-    def backward(ctx, grad_spikes):
+    def backward(ctx, grad_out):
         x, w_in, w_rec = ctx.saved_tensors
         call: LayerCall = ctx.call
-        dldt = _spike_dldt(call.output, grad_spikes if call.dense_output else None)
+        w_in_np, w_rec_np = ctx.weights
         need_x = ctx.needs_input_grad[0]
-        grads = engine.lif_backward(
-            ctx.inputs,
-            call.output.events,
-            _to_numpy_weight(w_in),
-            None if w_rec is None else _to_numpy_weight(w_rec),
-            call.neurons,
-            dldt,
+        if call.neurons.spiking:
+            dense = grad_out if call.dense_output else None
+            timing = dict(spikes=call.output.events,
+                          spike_dldt=spike_timing(call.output, dense))
+        else:
+            timing = dict(grad_v=grad_out.detach().cpu().numpy())
+        grads = engine.backward(
+            ctx.inputs, w_in_np, w_rec_np, call.neurons, **timing,
             want_input_timing=call.upstream is not None and need_x,
             want_trace=call.upstream is None and need_x,
-            min_vdot=call.min_vdot,
-            backend=call.backend,
-        )
-        grad_x = _input_grad(x, call, grads, w_in, need_x)
-        grad_w_in = torch.from_numpy(grads.grad_w_in.T.copy()).to(w_in.dtype)
-        grad_w_rec = None
-        if w_rec is not None:
-            grad_w_rec = torch.from_numpy(grads.grad_w_rec.T.copy()).to(w_rec.dtype)
-        return grad_x, grad_w_in, grad_w_rec, None
+            min_vdot=call.min_vdot, backend=call.backend,
+        )  # fmt: skip
+        grad_x = input_grad(x, call.upstream, grads.input_dldt, grads.lam_i_trace,
+                            lambda trace: trace @ w_in_np.T.astype(trace.dtype), need_x)
+        grad_w_rec = None if w_rec is None else torch_grad(grads.grad_w_rec, w_rec)
+        return grad_x, torch_grad(grads.grad_w_in, w_in), grad_w_rec, None
 
 
-class LIFunction(torch.autograd.Function):
-    """Leaky-integrator readout: input [B, T, in] (or token) -> membrane V [B, T, out]."""
-
-    @staticmethod
-    def forward(ctx, x, w_in, call: LayerCall):
-        inputs = _input_events(x, call)
-        v = engine.li_forward(inputs, _to_numpy_weight(w_in), call.neurons, call.backend)
-        ctx.call, ctx.inputs = call, inputs
-        ctx.save_for_backward(x, w_in)
-        return torch.from_numpy(v)
-
-    @staticmethod
-    def backward(ctx, grad_v):
-        x, w_in = ctx.saved_tensors
-        call: LayerCall = ctx.call
-        need_x = ctx.needs_input_grad[0]
-        grads = engine.li_backward(
-            ctx.inputs,
-            _to_numpy_weight(w_in),
-            call.neurons,
-            grad_v.detach().cpu().numpy(),
-            want_input_timing=call.upstream is not None and need_x,
-            want_trace=call.upstream is None and need_x,
-            backend=call.backend,
-        )
-        grad_x = _input_grad(x, call, grads, w_in, need_x)
-        return grad_x, torch.from_numpy(grads.grad_w_in.T.copy()).to(w_in.dtype), None
+def run_layer(x, w_in, w_rec, call: LayerCall) -> torch.Tensor:
+    """Apply :class:`EventPropFunction`; a spiking output carries its spike record."""
+    out = EventPropFunction.apply(x, w_in, w_rec, call)
+    return attach(out, call.output) if call.neurons.spiking else out
 
 
-def run_lif(x, w_in, w_rec, call: LayerCall) -> torch.Tensor:
-    """Apply :class:`LIFFunction` and attach the output spike record."""
-    out = LIFFunction.apply(x, w_in, w_rec, call)
-    return attach(out, call.output)
-
-
-def run_li(x, w_in, call: LayerCall) -> torch.Tensor:
-    return LIFunction.apply(x, w_in, call)
-
-
-__all__ = ["LIFFunction", "LIFunction", "LayerCall", "record_of", "run_li", "run_lif"]
+__all__ = ["EventPropFunction", "LayerCall", "run_layer"]

@@ -1,31 +1,37 @@
-"""PyTorch modules: LIF and LI layers with EventProp gradients.
+"""PyTorch modules: spiking layers with dense synapses (LIF, LI; ALIF in :mod:`alif`).
+
+Every layer is one :class:`SpikingLayer` whose neuron model comes from its parameter
+object (:mod:`spikeforge.neurons`); training by EventProp (the engine's generic drivers)
+or surrogate-gradient BPTT (the same dynamics differentiated by autograd).
 
 Shapes: inputs ``[batch, time, in_features]`` (spike counts or input currents per step,
 or an event token from :func:`spikeforge.nn.event_input` / a previous spikeforge layer);
-LIF outputs spikes ``[batch, time, out_features]``; LI outputs membrane voltages
-``[batch, time, out_features]``. Times are in ms.
+spiking layers output spikes ``[batch, time, out_features]``; the LI readout outputs
+membrane voltages ``[batch, time, out_features]``. Times are in ms.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import fields
 
 import torch
 from torch import nn
 
-from spikeforge.engine import NeuronArrays
-from spikeforge.engine.layers import BACKENDS, DEFAULT_MIN_VDOT
+from spikeforge.engine.api import BACKENDS, DEFAULT_MIN_VDOT
 from spikeforge.errors import SpikeforgeError
-from spikeforge.model.neurons import LIFParams
+from spikeforge.neurons import LIFParams, model_of
 from spikeforge.nn.bptt import DEFAULT_SLOPE, DEFAULT_SURROGATE
-from spikeforge.nn.bptt_layers import configure_method, li_bptt, lif_bptt
-from spikeforge.nn.device_functional import li_device, lif_device, uses_device_path
-from spikeforge.nn.functional import LayerCall, numpy_dtype, run_li, run_lif
+from spikeforge.nn.bptt_layers import configure_method, layer_bptt
+from spikeforge.nn.device_functional import run_device, uses_device_path
+from spikeforge.nn.functional import LayerCall, numpy_dtype, run_layer
 from spikeforge.nn.records import SpikeRecord, record_of
 from spikeforge.nn.time_constants import neuron_arrays
 
 
-def _check_input(x: torch.Tensor, in_features: int, name: str) -> SpikeRecord | None:
+def check_input(x: torch.Tensor, in_features: int, name: str) -> SpikeRecord | None:
+    """The spike record ``x`` carries (None for dense input), after checking that ``x``
+    fits a layer with ``in_features`` inputs."""
     record = record_of(x)
     if record is not None and not isinstance(record, SpikeRecord):
         record = None  # dense spikes of the torch (CUDA) path: checked as a dense input
@@ -45,19 +51,32 @@ def _check_input(x: torch.Tensor, in_features: int, name: str) -> SpikeRecord | 
     return None
 
 
-class _SpikingLayer(nn.Module):
-    """Shared set-up: parameters, validation and initialisation."""
+class SpikingLayer(nn.Module):
+    """A population of any registered neuron model with dense input weights ``[out, in]``
+    (and optional all-to-all recurrent weights ``[out, out]``).
 
-    def __init__(
-        self,
-        in_features: int,
-        out_features: int,
-        params: LIFParams,
-        dt: float,
-        backend: str,
-        weight_mean: float,
-        weight_std: float,
-    ) -> None:
+    Args:
+        in_features, out_features: layer sizes.
+        params: neuron parameters (e.g. :class:`~spikeforge.neurons.LIFParams`); a
+            non-spiking one makes a readout.
+        dt: time step in ms.
+        recurrent: add recurrent weights (the model must support ``"recurrent"``).
+        dense_output: return dense spikes (True) or an event token that only spikeforge
+            layers/losses consume (O(spikes) memory; EventProp only).
+        backend: ``"auto"`` (compiled event drivers on CPU, torch path on CUDA),
+            ``"event"``, ``"reference"`` or ``"torch"``.
+        weight_mean, weight_std: initial weights ~ N(mean, std / sqrt(in_features)).
+        recurrent_std: initial recurrent weights ~ N(0, std / sqrt(out_features)).
+        min_vdot: lower bound on the EventProp jump denominator.
+        method, surrogate, surrogate_slope, tau_spread, train_tau: see :class:`LIF`.
+    """
+
+    def __init__(self, in_features: int, out_features: int, params, dt: float = 1.0, *,
+                 recurrent: bool = False, dense_output: bool = True, backend: str = "auto",
+                 weight_mean: float = 0.0, weight_std: float = 1.0, recurrent_std: float = 0.5,
+                 min_vdot: float = DEFAULT_MIN_VDOT, method: str = "eventprop",
+                 surrogate: str = DEFAULT_SURROGATE, surrogate_slope: float = DEFAULT_SLOPE,
+                 tau_spread: float = 0.0, train_tau: bool = False) -> None:
         super().__init__()
         name = type(self).__name__
         if in_features < 1 or out_features < 1:
@@ -68,36 +87,58 @@ class _SpikingLayer(nn.Module):
         if not (dt > 0):
             raise SpikeforgeError(f"{name}: dt must be a positive number of ms, got {dt!r}")
         params.validate(dt, name)
+        self.model = model_of(params)
+        for wanted, feature in ((recurrent, "recurrent"), (method in ("eventprop", "bptt"),
+                                method), (tau_spread > 0, "per_neuron_tau"),
+                                (train_tau, "train_tau")):  # fmt: skip
+            if wanted and not self.model.supports(feature):
+                raise SpikeforgeError(f"{name}: the {self.model.name} neuron model does not "
+                                      f"support {feature}; choose another setting or model")
         if backend != "auto" and backend not in (*BACKENDS, "torch"):
             raise SpikeforgeError(
                 f"{name}: unknown backend {backend!r}; choose 'auto' or one of {BACKENDS}"
             )
         self.in_features, self.out_features = in_features, out_features
         self.params, self.dt, self.backend = params, float(dt), backend
+        self.recurrent, self.dense_output = recurrent, dense_output
+        self.min_vdot = min_vdot
         self.weight = nn.Parameter(torch.empty(out_features, in_features))
         with torch.no_grad():
             self.weight.normal_(weight_mean, weight_std / math.sqrt(in_features))
+        if recurrent:
+            self.recurrent_weight = nn.Parameter(torch.empty(out_features, out_features))
+            with torch.no_grad():
+                self.recurrent_weight.normal_(0.0, recurrent_std / math.sqrt(out_features))
+        else:
+            self.register_parameter("recurrent_weight", None)
+        self.last_record: SpikeRecord | None = None
+        configure_method(self, method, surrogate, surrogate_slope, tau_spread, train_tau)
 
-    def _call(self, x: torch.Tensor, upstream: SpikeRecord | None, dense: bool) -> LayerCall:
-        dtype = numpy_dtype(self.weight.dtype)
-        return LayerCall(
-            neurons=neuron_arrays(self, self.params, self.out_features, self.dt, dtype),
-            dt=self.dt,
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        upstream = check_input(x, self.in_features, type(self).__name__)
+        if self.method == "bptt":
+            return layer_bptt(self, x)
+        if uses_device_path(x, self.backend):
+            return run_device(self, x)
+        call = LayerCall(
+            neurons=neuron_arrays(self, self.params, self.out_features, self.dt,
+                                  numpy_dtype(self.weight.dtype)),
             backend="event" if self.backend == "auto" else self.backend,
-            min_vdot=getattr(self, "min_vdot", DEFAULT_MIN_VDOT),
-            dense_output=dense,
-            upstream=upstream,
-        )
+            min_vdot=self.min_vdot, dense_output=self.dense_output, upstream=upstream,
+        )  # fmt: skip
+        out = run_layer(x, self.weight, self.recurrent_weight, call)
+        if self.params.spiking:
+            self.last_record = call.output
+        return out
 
     def extra_repr(self) -> str:
-        p = self.params
-        return (
-            f"in_features={self.in_features}, out_features={self.out_features}, "
-            f"tau_mem={p.tau_mem}, tau_syn={p.tau_syn}, dt={self.dt}"
-        )
+        values = ", ".join(f"{f.name}={getattr(self.params, f.name)}"
+                           for f in fields(self.params) if f.name != "spiking")
+        return (f"in_features={self.in_features}, out_features={self.out_features}, "
+                f"model={self.model.name}, {values}, dt={self.dt}")
 
 
-class LIF(_SpikingLayer):
+class LIF(SpikingLayer):
     """Current-based LIF layer (exponential synapse) with dense input (and optional
     all-to-all recurrent) weights; gradients by EventProp.
 
@@ -109,12 +150,16 @@ class LIF(_SpikingLayer):
             empty token that only spikeforge layers/losses can consume (O(spikes) memory).
         backend: ``"auto"`` (compiled event kernels on CPU, torch path on CUDA), ``"event"``,
             ``"reference"`` or ``"torch"`` (the CUDA path's torch ops, also on CPU).
+        weight_mean, weight_std: initial weights ~ N(mean, std / sqrt(in_features)).
+        recurrent_std: initial recurrent weights ~ N(0, std / sqrt(out_features)).
         min_vdot: lower bound on I - threshold in the adjoint jump.
         method: ``"eventprop"`` (exact gradients) or ``"bptt"`` (surrogate-gradient
             backprop through time, same forward dynamics; see :mod:`spikeforge.nn.bptt`).
         surrogate, surrogate_slope: BPTT surrogate (``fast_sigmoid`` or ``arctan``).
         tau_spread: per-neuron taus drawn from U[tau (1 - spread), tau (1 + spread)].
         train_tau: make the per-neuron taus trainable (needs ``method="bptt"``).
+        params: parameters of another registered spiking neuron model (replaces
+            tau_mem, tau_syn and threshold); :class:`spikeforge.nn.ALIF` uses it.
 
     Attributes:
         last_record: the :class:`SpikeRecord` of the most recent forward call.
@@ -130,42 +175,12 @@ class LIF(_SpikingLayer):
         threshold: float = 1.0,
         dt: float = 1.0,
         *,
-        dense_output: bool = True,
-        backend: str = "auto",
-        weight_mean: float = 0.0,
-        weight_std: float = 1.0,
-        recurrent_std: float = 0.5,
-        min_vdot: float = DEFAULT_MIN_VDOT,
-        method: str = "eventprop",
-        surrogate: str = DEFAULT_SURROGATE,
-        surrogate_slope: float = DEFAULT_SLOPE,
-        tau_spread: float = 0.0,
-        train_tau: bool = False,
+        params: LIFParams | None = None,
+        **options,
     ) -> None:
-        params = LIFParams(tau_mem=tau_mem, tau_syn=tau_syn, threshold=threshold, spiking=True)
-        super().__init__(
-            in_features, out_features, params, dt, backend, weight_mean, weight_std
-        )
-        self.recurrent, self.dense_output, self.min_vdot = recurrent, dense_output, min_vdot
-        self.last_record: SpikeRecord | None = None
-        if recurrent:
-            self.recurrent_weight = nn.Parameter(torch.empty(out_features, out_features))
-            with torch.no_grad():
-                self.recurrent_weight.normal_(0.0, recurrent_std / math.sqrt(out_features))
-        else:
-            self.register_parameter("recurrent_weight", None)
-        configure_method(self, method, surrogate, surrogate_slope, tau_spread, train_tau)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        upstream = _check_input(x, self.in_features, "LIF")
-        if self.method == "bptt":
-            return lif_bptt(self, x)
-        if uses_device_path(x, self.backend):
-            return lif_device(self, x)
-        call = self._call(x, upstream, self.dense_output)
-        out = run_lif(x, self.weight, self.recurrent_weight, call)
-        self.last_record = call.output
-        return out
+        if params is None:
+            params = LIFParams(tau_mem=tau_mem, tau_syn=tau_syn, threshold=threshold)
+        super().__init__(in_features, out_features, params, dt, recurrent=recurrent, **options)
 
     def subthreshold_voltage(self, x: torch.Tensor) -> torch.Tensor:
         """Membrane voltage ``[B, T, out]`` the layer would have without threshold or reset.
@@ -179,18 +194,23 @@ class LIF(_SpikingLayer):
                 "subthreshold_voltage: not defined for a recurrent LIF layer (silent neurons "
                 "still receive recurrent input); use a feed-forward output layer"
             )
-        upstream = _check_input(x, self.in_features, "LIF")
+        upstream = check_input(x, self.in_features, "LIF")
         p = self.params
-        call = self._call(x, upstream, True)
-        call.neurons = NeuronArrays.from_params(
-            LIFParams(p.tau_mem, p.tau_syn, p.threshold, spiking=False),
-            self.out_features, self.dt, call.neurons.alpha_mem.dtype,
+        readout = LIFParams(p.tau_mem, p.tau_syn, p.threshold, spiking=False)
+        call = LayerCall(
+            neurons=neuron_arrays(self, readout, self.out_features, self.dt,
+                                  numpy_dtype(self.weight.dtype)),
+            backend="event" if self.backend == "auto" else self.backend,
+            min_vdot=self.min_vdot, dense_output=True, upstream=upstream,
         )  # fmt: skip
-        return run_li(x, self.weight, call)
+        return run_layer(x, self.weight, None, call)
 
 
-class LI(_SpikingLayer):
-    """Leaky-integrator readout (no threshold): returns V ``[batch, time, out_features]``."""
+class LI(SpikingLayer):
+    """Leaky-integrator readout (no threshold): returns V ``[batch, time, out_features]``.
+
+    Args: as :class:`LIF` (no threshold, recurrence or spike output options).
+    """
 
     def __init__(
         self,
@@ -199,24 +219,7 @@ class LI(_SpikingLayer):
         tau_mem: float = 20.0,
         tau_syn: float = 5.0,
         dt: float = 1.0,
-        *,
-        backend: str = "auto",
-        weight_mean: float = 0.0,
-        weight_std: float = 1.0,
-        method: str = "eventprop",
-        tau_spread: float = 0.0,
-        train_tau: bool = False,
+        **options,
     ) -> None:
         params = LIFParams(tau_mem=tau_mem, tau_syn=tau_syn, spiking=False)
-        super().__init__(
-            in_features, out_features, params, dt, backend, weight_mean, weight_std
-        )
-        configure_method(self, method, DEFAULT_SURROGATE, DEFAULT_SLOPE, tau_spread, train_tau)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        upstream = _check_input(x, self.in_features, "LI")
-        if self.method == "bptt":
-            return li_bptt(self, x)
-        if uses_device_path(x, self.backend):
-            return li_device(self, x)
-        return run_li(x, self.weight, self._call(x, upstream, True))
+        super().__init__(in_features, out_features, params, dt, **options)

@@ -11,13 +11,15 @@ from torch import nn
 
 from spikeforge.events import Events
 from spikeforge.model.network import NetworkSpec
-from spikeforge.model.neurons import ALIFParams
+from spikeforge.neurons import model_of
 from spikeforge.nn.alif import ALIF
 from spikeforge.nn.bptt import DEFAULT_SLOPE, DEFAULT_SURROGATE
-from spikeforge.nn.delays import DelayedLIF
-from spikeforge.nn.layers import LI, LIF
+from spikeforge.nn.layers import LIF, SpikingLayer
 from spikeforge.nn.records import SpikeRecord, event_input
 from spikeforge.nn.structured import structure_layer
+
+LAYER_CLASSES = {"alif": ALIF}
+"""Module class per spiking neuron model name (LIF for any other model)."""
 
 
 class SpikingNetwork(nn.Module):
@@ -41,32 +43,21 @@ class SpikingNetwork(nn.Module):
         n_in = spec.n_inputs
         for index, layer in enumerate(spec.layers):
             p = layer.neuron
-            is_last = index == len(spec.layers) - 1
-            common = dict(method=method, tau_spread=layer.tau_spread, train_tau=layer.train_tau)
+            options = dict(
+                dt=spec.dt, backend=backend, method=method, weight_mean=layer.weight_mean,
+                weight_std=layer.weight_std, tau_spread=layer.tau_spread,
+                train_tau=layer.train_tau, surrogate=surrogate, surrogate_slope=surrogate_slope,
+            )  # fmt: skip
             if p.spiking:
-                kind, extra = LIF, {}
-                if isinstance(p, ALIFParams):
-                    kind, extra = ALIF, dict(tau_adapt=p.tau_adapt, beta=p.beta)
-                layers.append(
-                    kind(
-                        n_in, layer.size, recurrent=layer.recurrent, tau_mem=p.tau_mem,
-                        tau_syn=p.tau_syn, threshold=p.threshold, dt=spec.dt,
-                        dense_output=is_last, backend=backend, weight_mean=layer.weight_mean,
-                        weight_std=layer.weight_std, recurrent_std=layer.recurrent_std,
-                        surrogate=surrogate, surrogate_slope=surrogate_slope, **common, **extra,
-                    )  # fmt: skip
-                )
+                kind = LAYER_CLASSES.get(model_of(p).name, LIF)
+                module = kind(n_in, layer.size, recurrent=layer.recurrent, params=p,
+                              dense_output=index == len(spec.layers) - 1,
+                              recurrent_std=layer.recurrent_std, **options)
             else:
-                layers.append(
-                    LI(
-                        n_in, layer.size, tau_mem=p.tau_mem, tau_syn=p.tau_syn, dt=spec.dt,
-                        backend=backend, weight_mean=layer.weight_mean,
-                        weight_std=layer.weight_std, **common,
-                    )  # fmt: skip
-                )
+                module = SpikingLayer(n_in, layer.size, p, **options)
             previous = spec.layers[index - 1] if index else None
-            layers[-1] = structure_layer(layers[-1], layer, previous, spec.dt, method, backend,
-                                         surrogate_slope)  # conv / pooling / delays
+            layers.append(structure_layer(module, layer, previous, spec.dt, method, backend,
+                                          surrogate_slope))  # conv / pooling / delays
             n_in = layer.size
         self.layers = nn.ModuleList(layers)
         self.hidden_outputs: list[torch.Tensor] = []
@@ -83,7 +74,7 @@ class SpikingNetwork(nn.Module):
                 # the torch (CUDA) path takes dense input on the device
                 x = torch.from_numpy(x.to_dense()).to(probe)
             else:
-                x = event_input(x, probe.dtype)
+                x = event_input(x, probe.dtype, self.spec.dt)
         self.hidden_outputs = []
         for layer in self.layers[:-1]:
             x = layer(x)
@@ -92,5 +83,4 @@ class SpikingNetwork(nn.Module):
 
     def spike_records(self) -> list[SpikeRecord]:
         """Records of every spiking layer from the last forward pass (hidden first)."""
-        return [layer.last_record for layer in self.layers
-                if isinstance(layer, LIF | DelayedLIF)]
+        return [layer.last_record for layer in self.layers if layer.params.spiking]

@@ -12,7 +12,7 @@ from torch import nn
 
 from spikeforge.errors import SpikeforgeError
 from spikeforge.model.network import LayerSpec
-from spikeforge.model.neurons import LIFParams
+from spikeforge.neurons import model_of
 from spikeforge.nn.conv import make_conv, make_pooled
 from spikeforge.nn.delays import DelayedLI, DelayedLIF
 
@@ -27,7 +27,7 @@ def _delayed(layer: nn.Module, spec: LayerSpec, dt: float, method: str, backend:
         return DelayedLIF(layer.in_features, spec.size, recurrent=spec.recurrent,
                           tau_mem=p.tau_mem, tau_syn=p.tau_syn, threshold=p.threshold,
                           dense_output=getattr(layer, "dense_output", True),
-                          recurrent_std=spec.recurrent_std, surrogate_beta=slope,
+                          recurrent_std=spec.recurrent_std, surrogate_slope=slope,
                           **common)  # fmt: skip
     return DelayedLI(layer.in_features, spec.size, tau_mem=p.tau_mem, tau_syn=p.tau_syn,
                      **common)  # fmt: skip
@@ -41,7 +41,7 @@ def structure_layer(layer: nn.Module, spec: LayerSpec, previous: LayerSpec | Non
     conv_before = previous.conv if previous is not None else None
     pooled = conv_before is not None and conv_before.pool > 1
     if spec.delays is not None:
-        if spec.conv is not None or pooled or type(spec.neuron) is not LIFParams:
+        if spec.conv is not None or pooled or not model_of(spec.neuron).supports("delays"):
             raise SpikeforgeError(
                 "delays work on dense LIF / LI layers only (not conv, pooled input or ALIF); "
                 "remove model.delays or the conv / neuron setting")

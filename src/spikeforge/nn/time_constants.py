@@ -18,8 +18,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from spikeforge.engine import NeuronArrays
+from spikeforge.engine.api import NeuronArrays
 from spikeforge.model.neurons import LIFParams, check_tau_spread
+from spikeforge.neurons import model_of
 
 TAU_NAMES = ("log_tau_mem", "log_tau_syn")
 
@@ -47,9 +48,10 @@ def has_per_neuron_taus(module: nn.Module) -> bool:
 
 def tau_vectors(module: nn.Module, params: LIFParams, size: int,
                 device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """(tau_mem, tau_syn) as [N] tensors in ms (differentiable when trainable)."""
+    """(tau_mem, tau_syn) as float64 [N] tensors in ms (differentiable when trainable)."""
     if has_per_neuron_taus(module):
         return module.log_tau_mem.double().exp(), module.log_tau_syn.double().exp()
+
     def full(value: float) -> torch.Tensor:
         return torch.full((size,), float(value), dtype=torch.float64, device=device)
 
@@ -58,21 +60,20 @@ def tau_vectors(module: nn.Module, params: LIFParams, size: int,
 
 def neuron_arrays(module: nn.Module, params: LIFParams, size: int, dt: float,
                   dtype: np.dtype) -> NeuronArrays:
-    """Per-neuron engine parameters for the EventProp kernels (homogeneous or not)."""
+    """The engine's view of the population (model + factor table, homogeneous or not)."""
     if not has_per_neuron_taus(module):
         return NeuronArrays.from_params(params, size, dt, dtype)
     tau_mem = module.log_tau_mem.detach().cpu().double().exp().numpy()
     tau_syn = module.log_tau_syn.detach().cpu().double().exp().numpy()
-    alpha_mem, alpha_syn = np.exp(-dt / tau_mem), np.exp(-dt / tau_syn)
-    diff = tau_syn - tau_mem
-    equal = np.abs(diff) < 1e-9 * tau_mem
-    syn_gain = np.where(equal, dt / tau_mem * alpha_mem,
-                        tau_syn / np.where(equal, 1.0, diff) * (alpha_syn - alpha_mem))
-    def cast(values: np.ndarray) -> np.ndarray:
-        return np.ascontiguousarray(values, dtype=dtype)
+    return NeuronArrays.from_params(params, size, dt, dtype, tau_mem, tau_syn)
 
-    threshold = np.full(size, params.threshold if params.spiking else np.inf, dtype=dtype)
-    return NeuronArrays(
-        alpha_mem=cast(alpha_mem), alpha_syn=cast(alpha_syn), syn_gain=cast(syn_gain),
-        threshold=threshold, tau_mem=cast(tau_mem), tau_syn=cast(tau_syn), dt=dt,
-    )  # fmt: skip
+
+def torch_table(module: nn.Module, params: LIFParams, size: int, dt: float,
+                like: torch.Tensor) -> torch.Tensor:
+    """The factor table [K, N] as a tensor in ``like``'s dtype and device, computed in
+    float64 from the model's own formula (bit-identical to the engine's NumPy table) and
+    differentiable w.r.t. trainable taus."""
+    tau_mem, tau_syn = tau_vectors(module, params, size, like.device)
+    rows = model_of(params).factors(params, dt, {"tau_mem": tau_mem, "tau_syn": tau_syn},
+                                    torch)
+    return torch.stack(rows).to(like.dtype)

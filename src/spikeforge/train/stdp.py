@@ -4,18 +4,20 @@ Network: ``n_in`` input channels -> ``n_neurons`` excitatory current-based LIF n
 (exact per-step decays from :class:`~spikeforge.model.LIFParams`) with lateral inhibition
 (winner-take-all), homeostatic adaptive thresholds and per-neuron weight normalisation.
 
-One time step ``t`` (dt ms) of one sample, in this order:
+One time step ``t`` (dt ms) of one sample, in this order (the neuron maths and their
+order are the engine's: :mod:`spikeforge.neurons.lif` integrates, then the threshold,
+then the input of the step arrives):
 
 1. traces decay: ``x_pre *= exp(-dt/tau_plus)``, ``x_post *= exp(-dt/tau_minus)``,
    adaptive threshold ``a *= exp(-dt/tau_theta)``;
-2. presynaptic spikes ``i``: depression ``w_ij -= a_minus * x_post_j`` (learning), then
-   ``x_pre_i += 1`` and ``I_j += w_ij``;
-3. membrane ``V = alpha_mem V + syn_gain I``, then ``I *= alpha_syn``;
-4. neurons with ``V >= threshold + a`` spike; with ``wta`` only the one furthest above
+2. membrane: the LIF model's exact step (``V = alpha_mem V + syn_gain I``, ``I *= alpha_syn``);
+3. neurons with ``V >= threshold + a`` spike; with ``wta`` only the one furthest above
    threshold does. Spiking neurons reset ``V = 0``; every other neuron's ``V`` drops by
    ``inhibition`` per spike (clipped at 0): lateral inhibition;
-5. postsynaptic spikes ``j``: potentiation ``w_ij += a_plus * x_pre_i`` (learning), then
-   ``x_post_j += 1`` and ``a_j += theta_plus`` (homeostasis).
+4. postsynaptic spikes ``j``: potentiation ``w_ij += a_plus * x_pre_i`` (learning), then
+   ``x_post_j += 1`` and ``a_j += theta_plus`` (homeostasis);
+5. presynaptic spikes ``i``: depression ``w_ij -= a_minus * x_post_j`` (learning), then
+   ``x_pre_i += 1`` and ``I_j += w_ij`` (felt from the next step on).
 
 Weights are clipped to ``[0, w_max]``; after each training sample every neuron's incoming
 weights are rescaled to sum to ``norm`` (weight normalisation). With all-to-all pairing the
@@ -31,7 +33,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from spikeforge.model.neurons import LIFParams
+from spikeforge.neurons import lif
+from spikeforge.neurons.lif import LIFParams
 
 
 @dataclass(frozen=True)
@@ -134,9 +137,10 @@ class StdpNetwork:
         self.weight = rng.uniform(0.0, 0.3 * rule.w_max, size=(n_in, params.n_neurons))
         self.theta = np.zeros(params.n_neurons)
         self.normalise()
-        decays = LIFParams(params.tau_mem, params.tau_syn, params.threshold).decays(dt)
-        self.alpha_mem, self.alpha_syn, self.syn_gain = (decays.alpha_mem, decays.alpha_syn,
-                                                         decays.syn_gain)
+        neuron = LIFParams(params.tau_mem, params.tau_syn, params.threshold)
+        taus = {"tau_mem": np.full(params.n_neurons, params.tau_mem),
+                "tau_syn": np.full(params.n_neurons, params.tau_syn)}
+        self.table = np.stack(lif.factors(neuron, dt, taus, np))
         self.d_theta = math.exp(-dt / params.tau_theta)
         self.traces = PairTraces(rule, n_in, params.n_neurons, dt)
 
@@ -163,28 +167,26 @@ class StdpNetwork:
         for t in range(n_steps):
             self.traces.decay()
             self.theta *= self.d_theta
+            v, cur, _ = lif.integrate(v, cur, None, self.table)
+            margin = v - (p.threshold + self.theta)
+            np.maximum(peak, margin, out=peak)
+            above = np.flatnonzero(margin >= 0)
+            if above.size:
+                post = above[[int(np.argmax(margin[above]))]] if p.wta else above
+                v -= p.inhibition * post.size
+                v[post] = 0.0
+                np.maximum(v, 0.0, out=v)
+                counts[post] += 1
+                self.traces.on_post(self.weight, post, learn)
+                if learn:
+                    self.weight[:, post] = np.clip(self.weight[:, post], 0.0, self.rule.w_max)
+                    self.theta[post] += p.theta_plus
             pre = units[bounds[t] : bounds[t + 1]]
             if pre.size:
                 self.traces.on_pre(self.weight, pre, learn)
                 if learn:
                     self.weight[pre] = np.clip(self.weight[pre], 0.0, self.rule.w_max)
                 cur += self.weight[pre].sum(0)
-            v = self.alpha_mem * v + self.syn_gain * cur
-            cur *= self.alpha_syn
-            margin = v - (p.threshold + self.theta)
-            np.maximum(peak, margin, out=peak)
-            above = np.flatnonzero(margin >= 0)
-            if above.size == 0:
-                continue
-            post = above[[int(np.argmax(margin[above]))]] if p.wta else above
-            v -= p.inhibition * post.size
-            v[post] = 0.0
-            np.maximum(v, 0.0, out=v)
-            counts[post] += 1
-            self.traces.on_post(self.weight, post, learn)
-            if learn:
-                self.weight[:, post] = np.clip(self.weight[:, post], 0.0, self.rule.w_max)
-                self.theta[post] += p.theta_plus
         if learn:
             self.normalise()
         return counts, peak

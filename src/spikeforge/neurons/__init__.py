@@ -1,0 +1,33 @@
+"""Neuron models as plug-ins: each model's parameters and maths, stated once.
+
+See :mod:`spikeforge.neurons.base` for the contract every model follows and
+``docs/architecture.md`` for how to add one (one file plus a line in :data:`MODELS`).
+"""
+
+from __future__ import annotations
+
+from spikeforge.errors import SpikeforgeError
+from spikeforge.neurons import alif, lif
+from spikeforge.neurons.alif import ALIFParams
+from spikeforge.neurons.base import FEATURES, NeuronModel
+from spikeforge.neurons.lif import LIFParams
+
+MODELS: dict[type, NeuronModel] = {
+    lif.LIFParams: lif.MODEL,
+    alif.ALIFParams: alif.MODEL,
+}
+"""Registry: parameter dataclass -> its neuron model."""
+
+
+def model_of(params) -> NeuronModel:
+    """The neuron model whose parameter type is exactly ``type(params)``."""
+    try:
+        return MODELS[type(params)]
+    except KeyError:
+        raise SpikeforgeError(
+            f"no neuron model is registered for {type(params).__name__}; "
+            f"known: {', '.join(t.__name__ for t in MODELS)}"
+        ) from None
+
+
+__all__ = ["ALIFParams", "FEATURES", "LIFParams", "MODELS", "NeuronModel", "model_of"]

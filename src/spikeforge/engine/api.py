@@ -63,8 +63,9 @@ class NeuronArrays:
                 return np.full(size, float(default))
             return np.asarray(values, dtype=np.float64).reshape(size)
 
-        taus = {"tau_mem": per_neuron(tau_mem, params.tau_mem),
-                "tau_syn": per_neuron(tau_syn, params.tau_syn)}
+        given = {"tau_mem": tau_mem, "tau_syn": tau_syn}
+        taus = {name: per_neuron(given[name], getattr(params, name))
+                for name in given if hasattr(params, name)}
         table = np.stack(model.factors(params, dt, taus, np))
         return cls(model, np.ascontiguousarray(table, dtype=dtype), float(dt),
                    bool(params.spiking))
@@ -97,6 +98,13 @@ def check_backend(backend: str) -> None:
     """Raise :class:`SpikeforgeError` unless ``backend`` is one of :data:`BACKENDS`."""
     if backend not in BACKENDS:
         raise SpikeforgeError(f"unknown engine backend {backend!r}; choose one of {BACKENDS}")
+
+
+def require_eventprop(model: NeuronModel) -> None:
+    """Raise :class:`SpikeforgeError` unless the model has an EventProp adjoint."""
+    if not model.supports("eventprop"):
+        raise SpikeforgeError(f"the {model.name} neuron model has no EventProp gradient; "
+                              f"train it with method='bptt'")
 
 
 def n_chunks(n_batch: int) -> int:
@@ -262,6 +270,7 @@ def backward(
     ``grad_v`` = dL/dV [B, T, N].
     """
     check_backend(backend)
+    require_eventprop(neurons.model)
     inputs = _cast(inputs, w_in.dtype)
     dtype = w_in.dtype
     model, table = neurons.model, neurons.table

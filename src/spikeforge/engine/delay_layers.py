@@ -18,6 +18,7 @@ from spikeforge.engine.api import (
     check_backend,
     gather_events,
     n_chunks,
+    require_eventprop,
     simulate_spikes,
     spike_arrays,
     spikes_from_dense,
@@ -136,6 +137,7 @@ def delayed_backward(
     """EventProp backward of a delayed layer. Spiking: pass its ``spikes`` and their
     consumer timing ``spike_dldt`` [E]; readout: pass ``grad_v`` = dL/dV [B, T, N]."""
     check_backend(backend)
+    require_eventprop(neurons.model)
     spiking = spikes is not None
     inputs = inputs.astype(w_in.dtype)
     dtype = w_in.dtype

@@ -57,7 +57,7 @@ def _compiled_maths(model: NeuronModel) -> dict[str, Callable]:
     """The model's step functions compiled for scalars, and the drivers' template helpers
     bound to them (all inlined into the drivers)."""
     glob = {f"model_{name}": njit(inline="always", fastmath=True)(getattr(model, name))
-            for name in MATHS}
+            for name in MATHS if getattr(model, name) is not None}
     glob["N_SPIKE_VALUES"] = model.n_spike_values
     glob["factor_column"] = _factor_column(len(model.factor_names))
     for name in event_loop.TEMPLATE_HELPERS:

@@ -25,6 +25,8 @@ def check_tau_spread(params: LIFParams, spread: float, dt: float, where: str) ->
             f"tau distribution), got {spread!r}"
         )
     for name in ("tau_mem", "tau_syn"):
+        if not hasattr(params, name):
+            continue
         low = getattr(params, name) * (1 - spread)
         if spread > 0 and low <= dt:
             raise SpikeforgeError(

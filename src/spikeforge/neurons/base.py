@@ -68,7 +68,8 @@ class NeuronModel:
         n_spike_values: how many per-spike values (1 or 2) the adjoint jump needs.
         features: what the model supports (names from :data:`FEATURES`).
         integrate, margin, reset, spike_values, adjoint_integrate, jump_denominator,
-            jump: the step maths (pure arithmetic; see the module docstring).
+            jump: the step maths (pure arithmetic; see the module docstring); the two jump
+            functions may be None for a model without the ``"eventprop"`` feature.
     """
 
     name: str
@@ -82,8 +83,8 @@ class NeuronModel:
     reset: Callable
     spike_values: Callable
     adjoint_integrate: Callable
-    jump_denominator: Callable
-    jump: Callable
+    jump_denominator: Callable | None
+    jump: Callable | None
     source_files: tuple[str, ...] = field(default=())
 
     def __post_init__(self) -> None:
@@ -92,6 +93,9 @@ class NeuronModel:
             raise ValueError(f"neuron model {self.name}: unknown features {sorted(unknown)}")
         if self.n_spike_values not in (1, 2):
             raise ValueError(f"neuron model {self.name}: n_spike_values must be 1 or 2")
+        if "eventprop" in self.features and (self.jump is None or self.jump_denominator is None):
+            raise ValueError(f"neuron model {self.name}: EventProp needs jump and "
+                             f"jump_denominator")
 
     def supports(self, feature: str) -> bool:
         """Whether the model declares ``feature``."""

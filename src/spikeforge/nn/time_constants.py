@@ -47,15 +47,15 @@ def has_per_neuron_taus(module: nn.Module) -> bool:
 
 
 def tau_vectors(module: nn.Module, params: LIFParams, size: int,
-                device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """(tau_mem, tau_syn) as float64 [N] tensors in ms (differentiable when trainable)."""
+                device: torch.device) -> dict[str, torch.Tensor]:
+    """The time constants the parameters define (``tau_mem``, ``tau_syn``) as float64 [N]
+    tensors in ms (differentiable when trainable)."""
     if has_per_neuron_taus(module):
-        return module.log_tau_mem.double().exp(), module.log_tau_syn.double().exp()
-
-    def full(value: float) -> torch.Tensor:
-        return torch.full((size,), float(value), dtype=torch.float64, device=device)
-
-    return full(params.tau_mem), full(params.tau_syn)
+        return {"tau_mem": module.log_tau_mem.double().exp(),
+                "tau_syn": module.log_tau_syn.double().exp()}
+    return {name: torch.full((size,), float(getattr(params, name)), dtype=torch.float64,
+                             device=device)
+            for name in ("tau_mem", "tau_syn") if hasattr(params, name)}
 
 
 def neuron_arrays(module: nn.Module, params: LIFParams, size: int, dt: float,
@@ -73,7 +73,6 @@ def torch_table(module: nn.Module, params: LIFParams, size: int, dt: float,
     """The factor table [K, N] as a tensor in ``like``'s dtype and device, computed in
     float64 from the model's own formula (bit-identical to the engine's NumPy table) and
     differentiable w.r.t. trainable taus."""
-    tau_mem, tau_syn = tau_vectors(module, params, size, like.device)
-    rows = model_of(params).factors(params, dt, {"tau_mem": tau_mem, "tau_syn": tau_syn},
+    rows = model_of(params).factors(params, dt, tau_vectors(module, params, size, like.device),
                                     torch)
     return torch.stack(rows).to(like.dtype)

@@ -13,6 +13,7 @@ membrane voltages ``[batch, time, out_features]``. Times are in ms.
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import fields
 
 import torch
@@ -88,12 +89,17 @@ class SpikingLayer(nn.Module):
             raise SpikeforgeError(f"{name}: dt must be a positive number of ms, got {dt!r}")
         params.validate(dt, name)
         self.model = model_of(params)
-        for wanted, feature in ((recurrent, "recurrent"), (method in ("eventprop", "bptt"),
-                                method), (tau_spread > 0, "per_neuron_tau"),
+        for wanted, feature in ((recurrent, "recurrent"), (method == "bptt", "bptt"),
+                                (tau_spread > 0, "per_neuron_tau"),
                                 (train_tau, "train_tau")):  # fmt: skip
             if wanted and not self.model.supports(feature):
                 raise SpikeforgeError(f"{name}: the {self.model.name} neuron model does not "
                                       f"support {feature}; choose another setting or model")
+        if method == "eventprop" and not self.model.supports("eventprop"):
+            warnings.warn(f"{name}: the {self.model.name} neuron model has no EventProp "
+                          f"gradient, so this layer cannot learn with method='eventprop' "
+                          f"(it runs forward only); use method='bptt' to train it",
+                          stacklevel=2)
         if backend != "auto" and backend not in (*BACKENDS, "torch"):
             raise SpikeforgeError(
                 f"{name}: unknown backend {backend!r}; choose 'auto' or one of {BACKENDS}"

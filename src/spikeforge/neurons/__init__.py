@@ -7,14 +7,16 @@ See :mod:`spikeforge.neurons.base` for the contract every model follows and
 from __future__ import annotations
 
 from spikeforge.errors import SpikeforgeError
-from spikeforge.neurons import alif, lif
+from spikeforge.neurons import alif, delta_lif, lif
 from spikeforge.neurons.alif import ALIFParams
 from spikeforge.neurons.base import FEATURES, NeuronModel
+from spikeforge.neurons.delta_lif import DeltaLIFParams
 from spikeforge.neurons.lif import LIFParams
 
 MODELS: dict[type, NeuronModel] = {
     lif.LIFParams: lif.MODEL,
     alif.ALIFParams: alif.MODEL,
+    delta_lif.DeltaLIFParams: delta_lif.MODEL,
 }
 """Registry: parameter dataclass -> its neuron model."""
 
@@ -30,4 +32,5 @@ def model_of(params) -> NeuronModel:
         ) from None
 
 
-__all__ = ["ALIFParams", "FEATURES", "LIFParams", "MODELS", "NeuronModel", "model_of"]
+__all__ = ["ALIFParams", "DeltaLIFParams", "FEATURES", "LIFParams", "MODELS", "NeuronModel",
+           "model_of"]

@@ -2,7 +2,9 @@
 SLURM cluster (slurmctld + slurmd + munge), started from Debian's packages.
 
 Each fixture skips the test with the reason when the service cannot start here (package
-missing, not root, daemon refused). Import the fixtures into a test module to use them.
+missing, not root, daemon refused) -- except in CI (``CI=true``), where ``.ci/run`` installs
+the services and a service that did not start fails the test. Import the fixtures into a
+test module to use them.
 """
 
 from __future__ import annotations
@@ -18,6 +20,28 @@ import time
 from pathlib import Path
 
 import pytest
+
+
+def in_ci() -> bool:
+    """True under CI (``CI=true``), where every service test must really run."""
+    return os.environ.get("CI", "").lower() == "true"
+
+
+def unavailable(reason: str) -> None:
+    """Skip the test with ``reason``; in CI, fail it instead (the service must start)."""
+    if in_ci():
+        pytest.fail(f"CI=true but {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+def need_module(name: str, reason: str):
+    """Import ``name`` or :func:`unavailable`."""
+    import importlib
+
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        unavailable(reason)
 
 
 def _free_port() -> int:
@@ -79,15 +103,33 @@ def start_postgres() -> tuple[str, callable]:
 
 
 @pytest.fixture(scope="session")
-def postgres_url():
-    pytest.importorskip("psycopg2", reason="PostgreSQL storage needs psycopg2-binary "
-                                           "(pip install spikeforge[sweep])")
+def postgres_server():
+    """URL of a PostgreSQL server started for this test session."""
+    need_module("psycopg2", "PostgreSQL storage needs psycopg2-binary "
+                            "(pip install spikeforge[sweep])")
     try:
         url, stop = start_postgres()
     except (RuntimeError, OSError, subprocess.TimeoutExpired) as exc:
-        pytest.skip(f"cannot start a PostgreSQL server here: {exc}")
+        unavailable(f"cannot start a PostgreSQL server here: {exc}")
     yield url
     stop()
+
+
+@pytest.fixture
+def postgres_url(postgres_server):
+    """URL of a fresh, empty database on the session's server (one per test, so sweeps
+    with the same study name never meet)."""
+    import uuid
+
+    import psycopg2
+
+    name = f"sf_{uuid.uuid4().hex[:12]}"
+    connection = psycopg2.connect(postgres_server)
+    connection.autocommit = True
+    with connection.cursor() as cursor:
+        cursor.execute(f"CREATE DATABASE {name}")
+    connection.close()
+    return postgres_server.rsplit("/", 1)[0] + f"/{name}"
 
 
 # -- SLURM ----------------------------------------------------------------------------
@@ -194,12 +236,12 @@ def start_slurm() -> tuple[dict, callable]:
 
 @pytest.fixture(scope="session")
 def slurm_cluster():
-    pytest.importorskip("dask_jobqueue", reason="the SLURM executor needs dask-jobqueue "
-                                                "(pip install spikeforge[sweep])")
+    need_module("dask_jobqueue", "the SLURM executor needs dask-jobqueue "
+                                 "(pip install spikeforge[test])")
     try:
         info, stop = start_slurm()
     except (RuntimeError, OSError, subprocess.TimeoutExpired) as exc:
-        pytest.skip(f"cannot start a single-node SLURM cluster here: {exc}")
+        unavailable(f"cannot start a single-node SLURM cluster here: {exc}")
     yield info
     stop()
     os.environ.pop("SLURM_CONF", None)

@@ -87,10 +87,18 @@ def test_spikeforge_and_torch_records_agree(isolated_threads, capsys):
 def test_inference_mode_makes_no_update(isolated_threads, capsys):
     r = impl_torch.main([*TINY, "--mode", "infer"])
     assert r["mode"] == "infer" and r["finite"] is True and r["s_per_step"] > 0
-    # No optimizer step: the first and last batches' rates come from the same weights,
-    # so rerunning the first batch gives the same rate.
+    trained = impl_torch.main(TINY)
+    # Batch 0 runs on the initial weights in both modes: same activity and loss.
+    assert r["hidden_rate_first_hz"] == trained["hidden_rate_first_hz"]
+    assert r["loss_first"] == trained["loss_first"]
+    # Batch 1 follows one Adam step in train mode only: had inference updated the
+    # weights the same way, its batch-1 rate and loss would equal the trained ones.
+    assert r["hidden_rate_last_hz"] != trained["hidden_rate_last_hz"]
+    assert r["loss_last"] != trained["loss_last"]
+    # ... and with no update, inference is repeatable batch for batch.
     again = impl_torch.main([*TINY, "--mode", "infer"])
-    assert again["hidden_rate_first_hz"] == r["hidden_rate_first_hz"]
+    assert again["hidden_rate_last_hz"] == r["hidden_rate_last_hz"]
+    assert again["loss_last"] == r["loss_last"]
 
 
 def test_orchestrator_writes_jsonl_and_table(tmp_path):

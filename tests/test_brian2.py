@@ -1,5 +1,6 @@
 """Brian2 export: identical spikes to spikeforge, runnable script, agreement check, bad input."""
 
+import os
 import subprocess
 import sys
 
@@ -14,6 +15,8 @@ from spikeforge.export.agreement import spikeforge_output
 try:
     se.require("brian2")
 except SpikeforgeError as exc:  # pragma: no cover - depends on the environment
+    if os.environ.get("CI", "").lower() == "true":  # a test dependency: CI must have it
+        raise
     pytest.skip(f"brian2 not installable/importable here: {exc}", allow_module_level=True)
 
 

@@ -1,5 +1,5 @@
 """Cross-validation: fold construction (LOSO, grouped and stratified K-fold), bad input,
-and (slow) leave-one-speaker-out on a synthetic SHD-format set with 4 training speakers,
+and leave-one-speaker-out on a synthetic SHD-format set with 4 training speakers,
 killed between folds and resumed."""
 
 from __future__ import annotations
@@ -71,7 +71,7 @@ def test_cv_bad_input_writes_nothing(tmp_path):
     assert not out.exists()
 
 
-# -- slow: real training ---------------------------------------------------------------
+# -- real training ---------------------------------------------------------------
 def _shd_sets(folder: Path) -> list[str]:
     from spikeforge.data.synthetic_shd import synthesize_shd
 
@@ -79,12 +79,11 @@ def _shd_sets(folder: Path) -> list[str]:
                    n_test_speakers=2, n_channels=40, spikes_per_sample=60, duration_s=0.2)
     sets = {"data.name": "shd", "data.data_dir": str(folder), "data.n_channels": 40,
             "data.max_time_ms": 260, "data.dt": 4, "data.val_split": "random",
-            "data.download": "false", "model.hidden": "[16]", "train.epochs": 3,
+            "data.download": "false", "model.hidden": "[16]", "train.epochs": 1,
             "train.batch_size": 16}
     return [item for key, value in sets.items() for item in ("--set", f"{key}={value}")]
 
 
-@pytest.mark.slow
 def test_loso_cv_on_synthetic_shd_resumes_after_kill_between_folds(tmp_path):
     pytest.importorskip("h5py", reason="SHD files need h5py")
     sets = _shd_sets(tmp_path / "shd")

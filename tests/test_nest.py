@@ -1,6 +1,7 @@
 """NEST export: iaf_psc_exp mapping reproduces spikeforge exactly; script, check, bad input."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -15,6 +16,8 @@ from spikeforge.export.agreement import spikeforge_output
 try:
     se.require("nest")
 except SpikeforgeError as exc:  # pragma: no cover - depends on the environment
+    if os.environ.get("CI", "").lower() == "true":  # a test dependency: CI must have it
+        raise
     pytest.skip(f"NEST not installable/importable here: {exc}", allow_module_level=True)
 
 

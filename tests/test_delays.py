@@ -4,7 +4,12 @@ import numpy as np
 import pytest
 
 from spikeforge.engine import Events, NeuronArrays, backward, forward
-from spikeforge.engine.delay_layers import DelaySteps, delayed_backward, delayed_forward
+from spikeforge.engine.delay_layers import (
+    DelayedSynapses,
+    DelaySteps,
+    delayed_backward,
+    delayed_forward,
+)
 from spikeforge.model import LIFParams
 
 
@@ -31,15 +36,16 @@ def test_delay_kernels_match_reference(mode, spiking):
     neurons = NeuronArrays.from_params(LIFParams(spiking=spiking), n_out, 1.0, np.float64)
     results = {}
     for backend in ("event", "reference"):
-        out = delayed_forward(events, w_in, d_in, w_rec, d_rec, neurons, backend)
+        out = delayed_forward(events, DelayedSynapses(w_in, d_in, w_rec, d_rec), neurons,
+                              backend)
         if spiking:
             dldt = np.linspace(-1, 1, out.n_events)
-            grads = delayed_backward(events, w_in, d_in, w_rec, d_rec, neurons, out, dldt,
-                                     None, True, True, backend=backend)
+            grads = delayed_backward(events, DelayedSynapses(w_in, d_in, w_rec, d_rec),
+                                     neurons, out, dldt, None, True, True, backend=backend)
         else:
             grad_v = np.random.default_rng(6).normal(size=out.shape)
-            grads = delayed_backward(events, w_in, d_in, None, None, neurons, None, None,
-                                     grad_v, True, True, backend=backend)
+            grads = delayed_backward(events, DelayedSynapses(w_in, d_in), neurons, None,
+                                     None, grad_v, True, True, backend=backend)
         results[backend] = (out, grads)
     (o_e, g_e), (o_r, g_r) = results["event"], results["reference"]
     if spiking:
@@ -70,14 +76,14 @@ def test_zero_delays_reproduce_the_undelayed_layer():
     zero_in = DelaySteps.from_ms(np.zeros((8, 6)), 1.0, "interpolate", np.float64)
     zero_rec = DelaySteps.from_ms(np.zeros((6, 6)), 1.0, "interpolate", np.float64)
     neurons = NeuronArrays.from_params(LIFParams(), 6, 1.0, np.float64)
-    delayed = delayed_forward(events, w_in, zero_in, w_rec, zero_rec, neurons)
+    delayed = delayed_forward(events, DelayedSynapses(w_in, zero_in, w_rec, zero_rec), neurons)
     undelayed = forward(events, w_in, w_rec, neurons)
     assert undelayed.n_events > 10
     np.testing.assert_array_equal(delayed.step, undelayed.step)
     np.testing.assert_array_equal(delayed.unit, undelayed.unit)
-    spikes = delayed_forward(events, w_in, zero_in, None, None, neurons)
+    spikes = delayed_forward(events, DelayedSynapses(w_in, zero_in), neurons)
     dldt = np.linspace(-1, 1, spikes.n_events)
-    g_d = delayed_backward(events, w_in, zero_in, None, None, neurons, spikes, dldt,
+    g_d = delayed_backward(events, DelayedSynapses(w_in, zero_in), neurons, spikes, dldt,
                            None, False, True)
     g_u = backward(events, w_in, None, neurons, spikes, dldt, want_trace=True)
     np.testing.assert_allclose(g_d.grad_w_in, g_u.grad_w_in, rtol=1e-10)
@@ -88,10 +94,10 @@ def test_delay_shifts_the_response_by_whole_steps():
     events = Events.from_lists([(np.array([2]), np.array([0]))], 40, 1, np.float64)
     neurons = NeuronArrays.from_params(LIFParams(spiking=False), 1, 1.0, np.float64)
     w = np.ones((1, 1))
-    v0 = delayed_forward(events, w, DelaySteps.from_ms(np.zeros((1, 1)), 1.0, "round",
-                                                       np.float64), None, None, neurons)
-    v7 = delayed_forward(events, w, DelaySteps.from_ms(np.full((1, 1), 7.0), 1.0, "round",
-                                                       np.float64), None, None, neurons)
+    v0 = delayed_forward(events, DelayedSynapses(w, DelaySteps.from_ms(
+        np.zeros((1, 1)), 1.0, "round", np.float64)), neurons)
+    v7 = delayed_forward(events, DelayedSynapses(w, DelaySteps.from_ms(
+        np.full((1, 1), 7.0), 1.0, "round", np.float64)), neurons)
     np.testing.assert_allclose(v7[0, 7:, 0], v0[0, :-7, 0])
     assert np.all(v7[0, :10, 0] == 0) and v7[0, 10, 0] > 0
 

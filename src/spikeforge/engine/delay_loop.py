@@ -18,9 +18,11 @@ from numba import njit, prange
 
 from spikeforge.engine.event_loop import (
     adjoint_step,
+    layer_shape,
     neuron_step,
-    skip_late_inputs,
     spike_jumps,
+    start_sample_backward,
+    zero_state,
 )
 
 
@@ -67,22 +69,15 @@ def delayed_forward(
 ):  # fmt: skip
     """Simulate a delayed layer (template): spikes into padded [B, cap] buffers with true
     counts in ``out_count`` (spiking), or V after integration into ``v_out`` [B, T, N]."""
-    n_batch = in_ptr.shape[0] - 1
-    n_out = w_in.shape[1]
+    n_batch, n_out, has_rec = layer_shape(in_ptr, w_in, w_rec)
     cap = out_step.shape[1]
-    has_rec = w_rec.shape[0] > 0
     for b in prange(n_batch):
-        v = np.zeros(n_out, dtype=w_in.dtype)
-        i_syn = np.zeros(n_out, dtype=w_in.dtype)
-        aux = np.zeros(n_out, dtype=w_in.dtype)
+        v, i_syn, aux = zero_state(n_out, w_in)
         ring = np.zeros((n_slots, n_out), dtype=w_in.dtype)
-        p = in_ptr[b]
-        p_end = in_ptr[b + 1]
-        count = 0
+        p, p_end, count = in_ptr[b], in_ptr[b + 1], 0
         for n in range(n_steps):
-            first = count
-            count = neuron_step(v, i_syn, aux, table, spiking, b, n, count, out_step,
-                                out_unit, out_x1, out_x2, v_out)
+            first, count = count, neuron_step(v, i_syn, aux, table, spiking, b, n, count,
+                                              out_step, out_unit, out_x1, out_x2, v_out)
             while p < p_end and in_step[p] == n:
                 scatter(ring, n, in_unit[p], in_value[p], w_in, dq_in, df_in)
                 p += 1
@@ -107,24 +102,15 @@ def delayed_backward(
     gradients, per-input-event timing ``in_dldt`` [E_in] (if want_timing) and the lam_I
     trace [B, T, N] (if want_trace). Spiking layers use their own spikes ``sp_*`` with
     consumer timing ``sp_dldt``; readouts use ``grad_v`` [B, T, N] = dL/dV."""
-    n_batch = in_ptr.shape[0] - 1
-    n_out = w_in.shape[1]
+    n_batch, n_out, has_rec = layer_shape(in_ptr, w_in, w_rec)
     n_chunks = gw_in_parts.shape[0]
-    has_rec = w_rec.shape[0] > 0
     for c in prange(n_chunks):
-        lam_v = np.zeros(n_out, dtype=w_in.dtype)
-        lam_i = np.zeros(n_out, dtype=w_in.dtype)
-        lam_a = np.zeros(n_out, dtype=w_in.dtype)
+        lam_v, lam_i, lam_a = zero_state(n_out, w_in)
         tr_ring = np.zeros((n_slots, n_out), dtype=w_in.dtype)
         step_dldt = np.zeros(n_out, dtype=w_in.dtype)
         for b in range(c, n_batch, n_chunks):
-            lam_v[:] = 0.0
-            lam_i[:] = 0.0
-            lam_a[:] = 0.0
-            p_start = in_ptr[b]
-            p = skip_late_inputs(in_ptr[b + 1] - 1, p_start, in_step, n_steps)
-            k_start = sp_ptr[b]
-            k = sp_ptr[b + 1] - 1
+            p_start, p, k_start, k = start_sample_backward(b, lam_v, lam_i, lam_a, in_ptr,
+                                                           in_step, sp_ptr, n_steps)
             for n in range(n_steps - 1, -1, -1):
                 slot = n % n_slots
                 for j in range(n_out):

@@ -35,6 +35,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from spikeforge.engine.dense_loop import spike_jumps
+
 
 def _arrivals(x, w, dq, df, n_total):
     """Currents [B, n_total, N] arriving from dense inputs x [B, T, in] through delayed
@@ -128,11 +130,9 @@ def delayed_backward(x, w_in, dq_in, df_in, w_rec, dq_rec, df_rec, spikes, x1, x
                         sens = w_rec[k, j] * (b - a) / dt
                         grad_d_rec[k, j] += s[:, k] @ sens
                         dldt[:, k] += s[:, k] * sens
-            fired = spikes[:, n] > 0
-            denom = np.maximum(model.jump_denominator(x1[:, n], x2[:, n], table), min_vdot)
-            jumped = model.jump(lam_v, lam_i, lam_a, x1[:, n], x2[:, n], dldt, denom, table)
-            lam_v, lam_i, lam_a = (np.where(fired, new, old) for new, old
-                                   in zip(jumped, (lam_v, lam_i, lam_a), strict=True))
+            lam_v, lam_i, lam_a = spike_jumps(model, table, spikes[:, n] > 0,
+                                              (lam_v, lam_i, lam_a), x1[:, n], x2[:, n], dldt,
+                                              min_vdot)
         else:
             lam_v = lam_v + grad_v[:, n]
         lam_v, lam_i, lam_a = model.adjoint_integrate(lam_v, lam_i, lam_a, table)

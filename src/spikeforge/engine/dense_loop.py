@@ -115,6 +115,17 @@ def simulate(model: NeuronModel, table, currents, w_rec=None, spiking: bool = Tr
     return DenseRun(ops.stack(outs), ops.stack(x1s), ops.stack(x2s))
 
 
+def spike_jumps(model: NeuronModel, table, fired, adjoints: tuple, x1, x2, dldt,
+                min_vdot: float) -> tuple:
+    """The model's EventProp jump applied where ``fired`` ([B, N] bool): adjoints
+    ``(lam_v, lam_i, lam_a)`` with the per-spike values ``x1``, ``x2`` and each spike's
+    total timing sensitivity ``dldt`` (all [B, N])."""
+    ops = ops_for(x1)
+    denom = ops.clip_below(model.jump_denominator(x1, x2, table), min_vdot)
+    jumped = model.jump(*adjoints, x1, x2, dldt, denom, table)
+    return tuple(ops.where(fired, new, old) for new, old in zip(jumped, adjoints, strict=True))
+
+
 @dataclass
 class DenseGrads:
     """Output of :func:`adjoint`: grad_w_in [in, N], grad_w_rec [N, N] (pre, post) or
@@ -160,10 +171,8 @@ def adjoint(model: NeuronModel, table, dt: float, x, w_in, w_rec=None, spikes=No
             if w_rec is not None:
                 grad_w_rec += ops.to_float(fired, x).T @ lam_i
                 dldt = dldt + drive @ w_rec.T
-            denom = ops.clip_below(model.jump_denominator(x1[:, n], x2[:, n], table), min_vdot)
-            jumped = model.jump(lam_v, lam_i, lam_a, x1[:, n], x2[:, n], dldt, denom, table)
-            lam_v, lam_i, lam_a = (ops.where(fired, new, old) for new, old
-                                   in zip(jumped, (lam_v, lam_i, lam_a), strict=True))
+            lam_v, lam_i, lam_a = spike_jumps(model, table, fired, (lam_v, lam_i, lam_a),
+                                              x1[:, n], x2[:, n], dldt, min_vdot)
         else:
             lam_v = lam_v + grad_v[:, n]
         lam_i_next = lam_i

@@ -88,6 +88,32 @@ def own_spikes_timing(
     return k
 
 
+@njit(cache=True)
+def layer_shape(in_ptr, w_in, w_rec):
+    """(batch size, number of neurons, whether there are recurrent weights)."""
+    return in_ptr.shape[0] - 1, w_in.shape[1], w_rec.shape[0] > 0
+
+
+@njit(cache=True)
+def zero_state(n_out, like):
+    """Three zeroed per-neuron vectors [N] in ``like``'s dtype: the state (v, i, a) of one
+    sample, or its adjoints (lam_v, lam_i, lam_a)."""
+    return (np.zeros(n_out, dtype=like.dtype), np.zeros(n_out, dtype=like.dtype),
+            np.zeros(n_out, dtype=like.dtype))
+
+
+@njit(cache=True)
+def start_sample_backward(b, lam_v, lam_i, lam_a, in_ptr, in_step, sp_ptr, n_steps):
+    """Zero the adjoints for sample b of a backward pass; returns (p_start, p, k_start, k):
+    the first and last input event (before ``n_steps``) and own spike of the sample."""
+    lam_v[:] = 0.0
+    lam_i[:] = 0.0
+    lam_a[:] = 0.0
+    p_start = in_ptr[b]
+    p = skip_late_inputs(in_ptr[b + 1] - 1, p_start, in_step, n_steps)
+    return p_start, p, sp_ptr[b], sp_ptr[b + 1] - 1
+
+
 @njit(cache=True, fastmath=True)
 def skip_late_inputs(p, p_start, in_step, n_steps):
     """Index of the last input event before ``n_steps`` (walking p downwards)."""
@@ -163,22 +189,15 @@ def forward(
     and the true count into ``out_count`` (re-run with a larger cap if it exceeds it);
     readouts write V after integration into ``v_out`` [B, T, N].
     """
-    n_batch = in_ptr.shape[0] - 1
-    n_out = w_in.shape[1]
+    n_batch, n_out, has_rec = layer_shape(in_ptr, w_in, w_rec)
     cap = out_step.shape[1]
-    has_rec = w_rec.shape[0] > 0
     has_current = in_current.shape[0] > 0
     for b in prange(n_batch):
-        v = np.zeros(n_out, dtype=w_in.dtype)
-        i_syn = np.zeros(n_out, dtype=w_in.dtype)
-        aux = np.zeros(n_out, dtype=w_in.dtype)
-        p = in_ptr[b]
-        p_end = in_ptr[b + 1]
-        count = 0
+        v, i_syn, aux = zero_state(n_out, w_in)
+        p, p_end, count = in_ptr[b], in_ptr[b + 1], 0
         for n in range(n_steps):
-            first = count
-            count = neuron_step(v, i_syn, aux, table, spiking, b, n, count, out_step,
-                                out_unit, out_x1, out_x2, v_out)
+            first, count = count, neuron_step(v, i_syn, aux, table, spiking, b, n, count,
+                                              out_step, out_unit, out_x1, out_x2, v_out)
             while p < p_end and in_step[p] == n:
                 row = in_unit[p]
                 val = in_value[p]
@@ -209,28 +228,19 @@ def backward(
     Outputs: per-chunk weight gradients, ``in_dldt`` [E_in] timing sensitivity of each
     input event (if want_timing) and ``lam_i_trace`` [B, T, N] (if want_trace).
     """
-    n_batch = in_ptr.shape[0] - 1
-    n_out = w_in.shape[1]
+    n_batch, n_out, has_rec = layer_shape(in_ptr, w_in, w_rec)
     n_chunks = grad_w_in_parts.shape[0]
-    has_rec = w_rec.shape[0] > 0
     for c in prange(n_chunks):
         grad_w_in = grad_w_in_parts[c]
         grad_w_rec = grad_w_rec_parts[c]
-        lam_v = np.zeros(n_out, dtype=w_in.dtype)
-        lam_i = np.zeros(n_out, dtype=w_in.dtype)
-        lam_a = np.zeros(n_out, dtype=w_in.dtype)
+        lam_v, lam_i, lam_a = zero_state(n_out, w_in)
         lam_i_next = np.zeros(n_out, dtype=w_in.dtype)
         step_dldt = np.zeros(n_out, dtype=w_in.dtype)
         drive = np.zeros(n_out, dtype=w_in.dtype)
         for b in range(c, n_batch, n_chunks):
-            lam_v[:] = 0.0
-            lam_i[:] = 0.0
-            lam_a[:] = 0.0
             lam_i_next[:] = 0.0
-            p_start = in_ptr[b]
-            p = skip_late_inputs(in_ptr[b + 1] - 1, p_start, in_step, n_steps)
-            k_start = sp_ptr[b]
-            k = sp_ptr[b + 1] - 1
+            p_start, p, k_start, k = start_sample_backward(b, lam_v, lam_i, lam_a, in_ptr,
+                                                           in_step, sp_ptr, n_steps)
             for n in range(n_steps - 1, -1, -1):
                 has_input = p >= p_start and in_step[p] == n
                 has_spikes = spiking and k >= k_start and sp_step[k] == n

@@ -25,6 +25,7 @@ from torch import nn
 from spikeforge.engine.api import BACKENDS, DEFAULT_MIN_VDOT, NeuronArrays
 from spikeforge.engine.delay_layers import (
     DELAY_MODES,
+    DelayedSynapses,
     DelaySteps,
     delayed_backward,
     delayed_forward,
@@ -33,38 +34,27 @@ from spikeforge.errors import SpikeforgeError
 from spikeforge.events import Events
 from spikeforge.neurons import LIFParams, model_of
 from spikeforge.nn import delay_bptt
-from spikeforge.nn.functional import numpy_dtype
+from spikeforge.nn.functional import LayerCall, engine_weight, numpy_dtype
 from spikeforge.nn.records import SpikeRecord, attach, record_of, timing_from_dense
 
 METHODS = ("eventprop", "bptt")
 
 
 @dataclass
-class DelayCall:
-    """Non-tensor arguments of one forward call of a delayed layer.
+class DelayCall(LayerCall):
+    """:class:`~spikeforge.nn.functional.LayerCall` plus the delay ``mode``.
 
     Delayed layers have no torch (CUDA) kernels: with CUDA parameters the compiled kernels
     run on host copies and results and gradients are moved back to the parameters' device.
     """
 
-    neurons: NeuronArrays  # model, factor table, dt (ms) and whether it spikes
-    mode: str
-    backend: str
-    min_vdot: float
-    dense_output: bool
-    upstream: SpikeRecord | None
-    output: SpikeRecord | None = None
-
-
-def _np_t(tensor: torch.Tensor) -> np.ndarray:
-    """torch [post, pre] -> contiguous numpy [pre, post]."""
-    return np.ascontiguousarray(tensor.detach().cpu().numpy().T)
+    mode: str = "interpolate"
 
 
 def _steps(delay: torch.Tensor | None, call: DelayCall, dtype) -> DelaySteps | None:
     if delay is None:
         return None
-    return DelaySteps.from_ms(_np_t(delay), call.neurons.dt, call.mode, dtype)
+    return DelaySteps.from_ms(engine_weight(delay), call.neurons.dt, call.mode, dtype)
 
 
 def _trace_input_grad(trace: np.ndarray, w: np.ndarray, d: DelaySteps) -> np.ndarray:
@@ -87,13 +77,13 @@ class DelayedFunction(torch.autograd.Function):
         inputs = call.upstream.events if call.upstream is not None else Events.from_dense(
             x.detach().cpu().numpy())
         device = ctx.device = w_in.device  # CUDA: kernels run on host copies (see DelayCall)
-        w_in_np, w_rec_np = _np_t(w_in), None if w_rec is None else _np_t(w_rec)
+        w_in_np, w_rec_np = engine_weight(w_in), None if w_rec is None else engine_weight(w_rec)
         dtype = w_in_np.dtype
         steps_in, steps_rec = _steps(d_in, call, dtype), _steps(d_rec, call, dtype)
-        out = delayed_forward(inputs, w_in_np, steps_in, w_rec_np, steps_rec, call.neurons,
-                              call.backend)
+        synapses = DelayedSynapses(w_in_np, steps_in, w_rec_np, steps_rec)
+        out = delayed_forward(inputs, synapses, call.neurons, call.backend)
         ctx.call, ctx.inputs = call, inputs
-        ctx.arrays = (w_in_np, steps_in, w_rec_np, steps_rec)
+        ctx.synapses = synapses
         ctx.save_for_backward(x)
         ctx.shapes = (w_in.shape, None if w_rec is None else w_rec.shape)
         if not call.neurons.spiking:
@@ -107,7 +97,7 @@ class DelayedFunction(torch.autograd.Function):
     def backward(ctx, grad_out):
         (x,) = ctx.saved_tensors
         call: DelayCall = ctx.call
-        w_in_np, steps_in, w_rec_np, steps_rec = ctx.arrays
+        synapses = ctx.synapses
         need_x = ctx.needs_input_grad[0]
         spikes = dldt = grad_v = None
         if call.neurons.spiking:
@@ -119,8 +109,8 @@ class DelayedFunction(torch.autograd.Function):
         else:
             grad_v = grad_out.detach().cpu().numpy()
         grads = delayed_backward(
-            ctx.inputs, w_in_np, steps_in, w_rec_np, steps_rec, call.neurons,
-            spikes, dldt, grad_v, want_input_timing=need_x and call.upstream is not None,
+            ctx.inputs, synapses, call.neurons, spikes, dldt, grad_v,
+            want_input_timing=need_x and call.upstream is not None,
             want_trace=need_x and call.upstream is None, min_vdot=call.min_vdot,
             backend=call.backend,
         )  # fmt: skip
@@ -130,7 +120,7 @@ class DelayedFunction(torch.autograd.Function):
             grad_x = torch.zeros((), dtype=x.dtype, device=x.device).expand(x.shape)
         elif need_x:
             grad_x = torch.from_numpy(
-                _trace_input_grad(grads.lam_i_trace, w_in_np, steps_in)).to(x)
+                _trace_input_grad(grads.lam_i_trace, synapses.w_in, synapses.d_in)).to(x)
         def back(array):
             return None if array is None else torch.from_numpy(array.T.copy()).to(ctx.device)
 
@@ -238,9 +228,10 @@ class _DelayedLayer(nn.Module):
         if self.method == "bptt":
             return self._forward_bptt(x, upstream, d_in, d_rec)
         call = DelayCall(
-            NeuronArrays.from_params(self.params, self.out_features, self.dt, dtype),
-            self.delay_mode, "event" if self.backend == "auto" else self.backend,
-            self.min_vdot, getattr(self, "dense_output", True), upstream,
+            neurons=NeuronArrays.from_params(self.params, self.out_features, self.dt, dtype),
+            backend="event" if self.backend == "auto" else self.backend,
+            min_vdot=self.min_vdot, dense_output=getattr(self, "dense_output", True),
+            upstream=upstream, mode=self.delay_mode,
         )  # fmt: skip
         out = DelayedFunction.apply(x, self.weight, d_in, self.recurrent_weight, d_rec, call)
         if self.params.spiking:

@@ -1,6 +1,6 @@
 """Bad input ends in one line ``error: ...``, exit code 2 and nothing half-written.
 
-Every case here is counted in the README's Reliability section (``BAD_INPUTS``)."""
+The README's Reliability section counts these cases."""
 
 from __future__ import annotations
 
@@ -229,7 +229,3 @@ def test_nan_during_training_stops_naming_epoch_and_keeps_last_good_checkpoint(t
     assert state["epoch"] == 1
     assert all(torch.isfinite(v).all() for v in state["model"].values())
     assert not (out / rf.RESULTS).exists()
-
-
-BAD_INPUTS = 22
-"""Bad inputs tried in this file (test cases, parametrised ones counted one each)."""

@@ -146,3 +146,14 @@ def test_configure_threads_applies_and_warns_once(monkeypatch, restore_threads):
     assert "2.0 of the 2 available CPU cores busy" in str(caught[0].message)
     assert torch.get_num_threads() == 2 and numba.get_num_threads() == min(
         2, numba.config.NUMBA_NUM_THREADS)
+
+
+def test_budget_prefers_the_sample_to_the_lagging_load_average(monkeypatch, proc):
+    _write(proc / "stat", _proc_stat([0, 0], [0, 0]))
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(os, "getloadavg", lambda: (3.5, 3.0, 2.0))  # a burst that ended
+    monkeypatch.setattr(th, "busy_from_sample", lambda cpus, proc, seconds: 0.2)
+    assert th.cpu_budget(proc, proc / "no-cgroup").busy_others == 0.2
+    monkeypatch.setattr(th, "busy_from_sample", lambda cpus, proc, seconds: None)
+    assert th.cpu_budget(proc, proc / "no-cgroup").busy_others == 3.5  # no /proc/stat

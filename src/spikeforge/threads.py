@@ -5,8 +5,10 @@ The budget is the smallest of
 - the cgroup CPU quota (cgroup v2 ``cpu.max``, v1 ``cpu.cfs_quota_us``: containers,
   SLURM with cgroup confinement), rounded down to whole cores,
 - the cores left free by other processes: the busy time of the affinity CPUs over a
-  short sample of ``/proc/stat``, and (when the process may use every CPU) the 1-minute
-  load average, each minus this process's own share.
+  short sample of ``/proc/stat`` minus this process's own. Where ``/proc/stat`` cannot
+  be read, the 1-minute load average minus this process's share stands in (only when the
+  process may use every CPU: the average is machine-wide); it is not used otherwise
+  because it lags: minutes after a burst it still reads busy on an idle machine.
 
 Compiled kernels run in parallel regions whose speed is that of their slowest thread, so
 one thread more than the free cores (e.g. 2 threads while another process keeps one of
@@ -27,7 +29,7 @@ from pathlib import Path
 
 PROC = Path("/proc")
 CGROUP_ROOT = Path("/sys/fs/cgroup")
-SAMPLE_S = 0.1  # length of the /proc/stat sample (s)
+SAMPLE_S = 0.25  # length of the /proc/stat sample (s)
 
 _warned = False
 
@@ -127,7 +129,7 @@ def _own_cpu_s(proc: Path) -> tuple[float, float]:
 
 
 def busy_from_loadavg(proc: Path = PROC,
-                      loadavg: Callable[[], tuple[float, float, float]] = os.getloadavg
+                      loadavg: Callable[[], tuple[float, float, float]] | None = None
                       ) -> float:
     """Cores busy with other processes by the 1-minute load average, minus this process's
     contribution to it (its mean parallelism, weighted as the average's 1-minute decay)."""
@@ -136,7 +138,7 @@ def busy_from_loadavg(proc: Path = PROC,
         own = cpu / age * (1.0 - math.exp(-age / 60.0))
     except (OSError, ValueError, IndexError):
         own = 0.0
-    return max(loadavg()[0] - own, 0.0)
+    return max((loadavg or os.getloadavg)()[0] - own, 0.0)
 
 
 def _cpu_ticks(proc: Path, cpus: set[int]) -> tuple[int, int]:
@@ -175,9 +177,9 @@ def cpu_budget(proc: Path = PROC, root: Path = CGROUP_ROOT,
                sample_s: float = SAMPLE_S) -> CpuBudget:
     """Affinity, quota and other processes' load, measured now (takes ``sample_s``)."""
     cpus = affinity_cpus()
-    busy = busy_from_sample(cpus, proc, sample_s) or 0.0
-    if len(cpus) >= (os.cpu_count() or 1):  # the load average covers our CPUs only then
-        busy = max(busy, busy_from_loadavg(proc))
+    busy = busy_from_sample(cpus, proc, sample_s)
+    if busy is None:  # no /proc/stat: the load average, if it is about our CPUs
+        busy = busy_from_loadavg(proc) if len(cpus) >= (os.cpu_count() or 1) else 0.0
     return CpuBudget(len(cpus), cgroup_cpu_quota(proc, root), busy)
 
 

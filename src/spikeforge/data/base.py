@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
@@ -9,6 +10,7 @@ import numpy as np
 import torch
 
 from spikeforge.data.delays import DelayLines
+from spikeforge.errors import SpikeforgeError
 from spikeforge.events import Events
 
 Sample = tuple[np.ndarray, np.ndarray]
@@ -49,6 +51,16 @@ class SpikeDataset(torch.utils.data.Dataset):
 
     def __len__(self) -> int:
         return len(self.samples)
+
+    def check_dt(self, dt: float) -> None:
+        """Raise :class:`SpikeforgeError` unless the samples are binned at ``dt`` (ms), the
+        time step of the network that will read them (a network has one ``dt``, its spec's).
+        """
+        if not math.isclose(self.dt, dt, rel_tol=1e-9, abs_tol=1e-12):
+            raise SpikeforgeError(
+                f"the data is binned at dt={self.dt:g} ms but the network steps at "
+                f"dt={dt:g} ms; bin the data with the network's step (data.dt={dt:g}) or "
+                f"build the network with dt={self.dt:g}")
 
     def __getitem__(self, index: int) -> tuple[tuple[np.ndarray, np.ndarray], int]:
         return self.samples[index], int(self.labels[index])
@@ -104,6 +116,15 @@ def iterate_batches(
     for start in range(0, len(order), batch_size):
         items = [dataset[int(i)] for i in order[start : start + batch_size]]
         yield dataset.collate(transform(items) if transform else items)
+
+
+def first_batch(dataset: SpikeDataset, max_samples: int | None = None
+                ) -> tuple[Events, np.ndarray]:
+    """The first ``max_samples`` samples of ``dataset`` (all if None) as one batch:
+    (Events ``[B, n_steps, n_inputs]``, labels int64 ``[B]``)."""
+    n = len(dataset) if max_samples is None else min(max_samples, len(dataset))
+    events, labels = dataset.collate([dataset[i] for i in range(n)])
+    return events, labels.numpy()
 
 
 def stratified_split(

@@ -100,9 +100,9 @@ def measure(folder: Path, train_batches: int) -> dict:
         "expanded_events_per_sample_per_epoch": round(n_events / len(epoch_set)),
     }
     if train_batches:
-        from spikeforge.train.trainer import Trainer, build_network
+        from spikeforge.experiments.loading import run_trainer
 
-        trainer = Trainer(config, splits, build_network(config, splits))
+        trainer = run_trainer(config, splits)
         small = splits.train.subset(np.arange(train_batches * config.train.batch_size))
         trainer.splits = type(splits)(splits.name, small, splits.val, splits.test)
         trainer.augmenter = Augmenter.from_specs(config.data.augment, small)

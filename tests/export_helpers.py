@@ -89,15 +89,14 @@ def untrained_digits_run(root: Path, hidden: int = 32) -> Path:
     """
     key = f"untrained{hidden}"
     if key not in _RUN:
-        from spikeforge.data import load_dataset
         from spikeforge.experiments import run_folder as rf
         from spikeforge.experiments.config import load_config
+        from spikeforge.experiments.loading import load_splits, run_network
         from spikeforge.train.checkpoint import save_checkpoint
-        from spikeforge.train.trainer import build_network
 
         out = Path(root) / key
         config = load_config(None, {"model.hidden": [hidden], "train.epochs": 1})
-        network = build_network(config, load_dataset(config.data.name, config.data.dt))
+        network = run_network(config, load_splits(config))
         rf.prepare_run_folder(out, config)
         save_checkpoint(out / rf.MODEL, {"model": network.state_dict(), "epoch": 0})
         _RUN[key] = out

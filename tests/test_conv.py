@@ -255,7 +255,7 @@ def test_recipe_builds_and_trains_one_batch_on_mnist_size_images(tmp_path):
 
     from spikeforge.data import iterate_batches
     from spikeforge.data.registry import load_data
-    from spikeforge.train.trainer import Trainer, build_network
+    from spikeforge.experiments.loading import run_network, run_trainer
 
     rng = np.random.default_rng(0)
     for part, n in (("train", 20), ("t10k", 4)):
@@ -266,10 +266,10 @@ def test_recipe_builds_and_trains_one_batch_on_mnist_size_images(tmp_path):
     config = load_config(recipe, {"data.name": "mnist", "data.data_dir": str(tmp_path),
                                   "data.download": False, "model.input_shape": [1, 28, 28]})
     splits = load_data(config.data)
-    net = build_network(config, splits)
+    net = run_network(config, splits)
     assert net.layers[0].weight.shape == (16 * 28 * 28, 784)
     assert net.layers[1].weight.shape == (128, 16 * 28 * 28)
-    trainer = Trainer(config, splits, net)
+    trainer = run_trainer(config, splits, net)
     events, labels = next(iter(iterate_batches(splits.train, 8, False)))
     loss, _ = trainer._loss_and_predictions(events, labels)
     loss.backward()

@@ -10,9 +10,9 @@ import torch
 from spikeforge.data import DatasetSplits, SpikeDataset
 from spikeforge.errors import SpikeforgeError
 from spikeforge.experiments.config import load_config
+from spikeforge.experiments.loading import run_trainer
 from spikeforge.experiments.runner import train_run
 from spikeforge.train.lr_schedule import EASE_IN_BATCHES, ease_in_factor, warmup_factor
-from spikeforge.train.trainer import Trainer, build_network
 
 
 def _splits(n_train=40, seed=0) -> DatasetSplits:
@@ -58,7 +58,7 @@ def test_ease_in_factor_sequence():
 def test_trainer_sets_eased_lr_every_batch_across_epochs():
     splits = _splits(n_train=40)
     config = _config(lr_schedule="step", epochs=6)  # step: x0.1 from epoch 2 (6 // 3)
-    trainer = Trainer(config, splits, build_network(config, splits))
+    trainer = run_trainer(config, splits)
     seen = []
     step = trainer.optimizer.step
 
@@ -77,7 +77,7 @@ def test_trainer_sets_eased_lr_every_batch_across_epochs():
 def test_ease_in_with_appended_blends_counts_the_longer_epoch():
     splits = _splits(n_train=40)
     config = _config(data_augment=[{"name": "blend", "p": 1.0, "mode": "append"}])
-    trainer = Trainer(config, splits, build_network(config, splits))
+    trainer = run_trainer(config, splits)
     seen = []
     step = trainer.optimizer.step
     trainer.optimizer.step = lambda *a, **k: (seen.append(

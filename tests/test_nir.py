@@ -109,7 +109,7 @@ def test_cli_export_and_import_round_trip(tmp_path):
     cli("export", str(run), "--to", "nir", "--out", str(nir_file))
     _, out, _ = cli("import-nir", str(nir_file), "--out", str(tmp_path / "m.pt"), "--json")
     assert '"layers": [32, 10]' in out
-    from spikeforge.export import load_run
+    from spikeforge.experiments.loading import load_run
 
     original, back = load_run(run), load_model_file(tmp_path / "m.pt")
     events = random_events(n_units=64, n_steps=40, p=0.02)
@@ -142,7 +142,7 @@ def test_snntorch_consumer_close_on_random_network():
 @pytest.mark.slow
 def test_snntorch_consumer_agrees_on_digits(tmp_path):
     pytest.importorskip("snntorch", reason="snnTorch (a second NIR consumer) not installed")
-    from spikeforge.export import load_run
+    from spikeforge.experiments.loading import load_run
     from spikeforge.export.nir_consumers import snntorch_check
 
     run = tiny_digits_run(tmp_path)

@@ -36,9 +36,12 @@ def register(app: typer.Typer) -> None:
         as_json: Annotated[bool, typer.Option("--json", help="Print one JSON line.")] = False,
     ) -> None:
         """Export a trained network to NIR, Brian2 or NEST (--check: agreement on test)."""
-        from spikeforge.export.run_export import export
+        from spikeforge.experiments.loading import load_any
+        from spikeforge.export.run_export import check_target, default_output, export
 
-        result = export(run_dir, to, out, check, samples)
+        check_target(to)
+        model = load_any(run_dir, with_data=check)
+        result = export(model, to, out or default_output(run_dir, to), check, samples)
         if as_json:
             print(json.dumps(result))
             return
@@ -77,9 +80,13 @@ def register(app: typer.Typer) -> None:
         as_json: Annotated[bool, typer.Option("--json", help="Print one JSON line.")] = False,
     ) -> None:
         """Count SOPs and ANN MACs per inference; modelled and measured energy and time."""
+        from spikeforge.data.base import first_batch
         from spikeforge.energy.report import energy_report, print_report
+        from spikeforge.experiments.loading import load_run
 
-        report = energy_report(run_dir, samples, repeats, threads)
+        model = load_run(run_dir)
+        events, _ = first_batch(model.splits.test, samples)
+        report = energy_report(model.network, events, run_dir, repeats, threads)
         if as_json:
             print(json.dumps(report))
         else:

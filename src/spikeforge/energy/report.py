@@ -80,21 +80,22 @@ def _threads(n: int) -> tuple[int, int]:
     return old
 
 
-def energy_report(run_dir: Path, max_samples: int | None = None, repeats: int = 5,
+def energy_report(network, events: Events, out_dir: Path, repeats: int = 5,
                   threads: int = 1) -> dict:
-    """Build the report for a run folder and write ``energy.json`` and ``energy.png``.
+    """Count, model and measure inference of ``network`` on the batch ``events``; write
+    ``energy.json`` and ``energy.png`` into ``out_dir``.
 
-    Time and energy are measured with ``threads`` CPU threads for both the SNN (numba
-    engine) and the ANN (torch), on one batch of the (first ``max_samples``) test samples.
+    Args:
+        network: a :class:`~spikeforge.nn.SpikingNetwork` (its spec gives ``dt`` and the
+            layer kinds).
+        events: the input batch ``[B, T, n_inputs]`` (e.g. the first test samples).
+        out_dir: folder for the report files (a run folder); its path is recorded.
+        repeats: timing repetitions; threads: CPU threads for the SNN (numba engine) and
+            the equivalent ANN (torch).
     """
     import numba
 
-    from spikeforge.export.agreement import test_batch
-    from spikeforge.export.network_io import load_run
-
-    model = load_run(run_dir)
-    events, _ = test_batch(model.splits.test, max_samples)
-    ops: NetworkOps = count_network_ops(model.network, events)
+    ops: NetworkOps = count_network_ops(network, events)
     modelled = []
     for plat in PLATFORMS:
         modelled.append({"platform": plat.name, "source": plat.source, **modelled_energy(
@@ -102,14 +103,14 @@ def energy_report(run_dir: Path, max_samples: int | None = None, repeats: int = 
             ops.macs_per_step)})
     old = _threads(threads)
     try:
-        measured = [_measure_device(model.network, events, "cpu", repeats)]
+        measured = [_measure_device(network, events, "cpu", repeats)]
         if torch.cuda.is_available():
-            measured.append(_measure_device(model.network, events, "cuda", repeats))
+            measured.append(_measure_device(network, events, "cuda", repeats))
     finally:
         torch.set_num_threads(old[0])
         numba.set_num_threads(old[1])
     report = {
-        "run_dir": str(run_dir), "host": host.processor() or host.machine(),
+        "run_dir": str(out_dir), "host": host.processor() or host.machine(),
         "cpu_threads": threads,
         "counts": ops.to_dict(),
         "conventions": {
@@ -120,10 +121,10 @@ def energy_report(run_dir: Path, max_samples: int | None = None, repeats: int = 
         "modelled": modelled,
         "measured": measured,
     }
-    run_dir = Path(run_dir)
-    write_text_atomic(run_dir / "energy.json", json.dumps(report, indent=2) + "\n")
-    plot_energy(report, run_dir / "energy.png")
-    report["files"] = [str(run_dir / "energy.json"), str(run_dir / "energy.png")]
+    out_dir = Path(out_dir)
+    write_text_atomic(out_dir / "energy.json", json.dumps(report, indent=2) + "\n")
+    plot_energy(report, out_dir / "energy.png")
+    report["files"] = [str(out_dir / "energy.json"), str(out_dir / "energy.png")]
     return report
 
 

@@ -144,15 +144,15 @@ def _train_with_log(payload: dict[str, Any], splits: DatasetSplits) -> dict[str,
 def run_fold(payload: dict[str, Any]) -> dict[str, Any]:
     """Train one fold (resuming), then record its held-out predictions in ``fold.json``."""
     from spikeforge.experiments import run_folder as rf
+    from spikeforge.experiments.loading import run_trainer
     from spikeforge.train.checkpoint import load_checkpoint
-    from spikeforge.train.trainer import Trainer, build_network
 
     config = RunConfig.model_validate(payload["config"])
     held_out = np.asarray(payload["held_out"], dtype=np.int64)
     splits = fold_splits(load_splits(config), held_out)
     results = _train_with_log(payload, splits)
     run_dir = Path(payload["run_dir"])
-    trainer = Trainer(config, splits, build_network(config, splits))
+    trainer = run_trainer(config, splits)
     trainer.load_state(load_checkpoint(run_dir / rf.MODEL))
     evaluation = trainer.evaluate(splits.val)
     speakers = splits.val.speakers

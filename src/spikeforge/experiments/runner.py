@@ -18,6 +18,7 @@ from spikeforge.errors import SpikeforgeError
 from spikeforge.experiments import run_folder as rf
 from spikeforge.experiments.config import RunConfig, load_config
 from spikeforge.experiments.delay_plots import plot_delay_histograms
+from spikeforge.experiments.loading import open_run, run_network, run_trainer
 from spikeforge.experiments.plots import plot_learning_curves, plot_raster
 from spikeforge.experiments.run_checks import check_epoch, check_splits
 from spikeforge.experiments.speaker_report import (
@@ -27,7 +28,7 @@ from spikeforge.experiments.speaker_report import (
 )
 from spikeforge.threads import configure_threads
 from spikeforge.train.checkpoint import load_checkpoint, save_checkpoint
-from spikeforge.train.trainer import Trainer, build_network
+from spikeforge.train.trainer import Trainer
 
 
 def _set_threads(threads: int) -> None:
@@ -50,8 +51,8 @@ def train_run(config: RunConfig, out: Path, console: Console | None = None,
     console = console or Console(stderr=True)
     splits = splits or load_data(config.data)
     check_splits(splits)
-    network = build_network(config, splits)
-    trainer = Trainer(config, splits, network)
+    network = run_network(config, splits)
+    trainer = run_trainer(config, splits, network)
     _set_threads(config.train.threads)  # after the input checks: no load warning before an error
     with rf.open_run_folder(out, config) as resuming:  # locked while training
         return _train_locked(config, Path(out), resuming, trainer, console, on_epoch)
@@ -137,9 +138,8 @@ def evaluate_run(out: Path) -> dict[str, Any]:
         from spikeforge.experiments.stdp_runner import evaluate_stdp_run
 
         return evaluate_stdp_run(out)
-    splits = load_data(config.data)
-    trainer = Trainer(config, splits, build_network(config, splits))
-    trainer.load_state(load_checkpoint(out / rf.MODEL))
+    run = open_run(out)
+    splits, trainer = run.splits, run_trainer(run.config, run.splits, run.network)
     test = trainer.evaluate(splits.test)
     per_speaker = report_evaluation(test, splits.test, out)
     return {"test_accuracy": test.accuracy, "test_loss": test.loss,

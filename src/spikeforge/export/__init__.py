@@ -1,20 +1,17 @@
-"""Export trained networks to NIR, Brian2 and NEST, import NIR, and check agreement."""
+"""Export trained networks to NIR, Brian2 and NEST, import NIR, and check agreement.
 
-from spikeforge.export.network_io import (
-    LoadedModel,
-    load_any,
-    load_model_file,
-    load_run,
-    save_model_file,
-)
+Run folders are read by :func:`spikeforge.experiments.loading.load_run` (or
+``load_any`` for a run folder or a model file); everything here takes the resulting
+:class:`LoadedModel`.
+"""
+
+from spikeforge.export.network_io import LoadedModel, load_model_file, save_model_file
 from spikeforge.export.nir_io import from_nir, read_nir, to_nir, write_nir
 
 __all__ = [
     "LoadedModel",
     "from_nir",
-    "load_any",
     "load_model_file",
-    "load_run",
     "read_nir",
     "save_model_file",
     "to_nir",

@@ -8,7 +8,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from spikeforge.data import SpikeDataset, iterate_batches
+from spikeforge.data import SpikeDataset
+from spikeforge.data.base import first_batch
 from spikeforge.events import Events
 from spikeforge.export.network_io import LoadedModel, predict_scores, scores_from_output
 
@@ -23,13 +24,6 @@ class SimOutput:
 
     counts: list[np.ndarray]
     readout: np.ndarray
-
-
-def test_batch(dataset: SpikeDataset, max_samples: int | None) -> tuple[Events, np.ndarray]:
-    """The first ``max_samples`` samples of ``dataset`` (all if None) as one batch."""
-    n = len(dataset) if max_samples is None else min(max_samples, len(dataset))
-    events, labels = next(iterate_batches(dataset.subset(np.arange(n)), n, False))
-    return events, labels.numpy()
 
 
 @torch.no_grad()
@@ -74,7 +68,7 @@ def compare(model: LoadedModel, ref: SimOutput, other: SimOutput, labels: np.nda
 def check(model: LoadedModel, dataset: SpikeDataset, simulate: Callable[[Events], SimOutput],
           target: str, max_samples: int | None = None) -> dict:
     """Simulate the test samples with ``simulate`` and compare with spikeforge."""
-    events, labels = test_batch(dataset, max_samples)
+    events, labels = first_batch(dataset, max_samples)
     ref = spikeforge_output(model, events)
     other = simulate(events)
     return compare(model, ref, other, labels, target)

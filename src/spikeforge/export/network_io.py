@@ -1,7 +1,8 @@
-"""Load trained networks for export, and save/load standalone model files.
+"""Trained networks as export sees them, and standalone model files.
 
-A *run folder* (written by ``spikeforge train``) holds ``config.yaml`` and ``model.pt``;
-a *model file* (written by ``spikeforge import-nir``) is a checkpoint holding the weights
+A :class:`LoadedModel` is a network plus its readout rule (and optionally its data);
+run folders are read into one by :func:`spikeforge.experiments.loading.load_run`.
+A *model file* (written by ``spikeforge import-nir``) is a checkpoint holding the weights
 (``model``), the :class:`NetworkSpec` as plain data (``network_spec``) and the readout
 rule (``readout``: how class scores are read from the output layer).
 """
@@ -14,7 +15,7 @@ from typing import Any
 
 import torch
 
-from spikeforge.data import DatasetSplits, load_dataset
+from spikeforge.data import DatasetSplits
 from spikeforge.errors import SpikeforgeError
 from spikeforge.model import LayerSpec, LIFParams, NetworkSpec
 from spikeforge.nn import SpikingNetwork
@@ -34,26 +35,6 @@ class LoadedModel:
     network: SpikingNetwork
     readout: str
     splits: DatasetSplits | None = None
-
-
-def load_run(run_dir: Path, with_data: bool = True) -> LoadedModel:
-    """Load a run folder's final model (and, if ``with_data``, its dataset splits)."""
-    from spikeforge.experiments import run_folder as rf
-    from spikeforge.experiments.config import load_config
-    from spikeforge.train.trainer import build_network
-
-    run_dir = Path(run_dir)
-    if not (run_dir / rf.CONFIG).is_file():
-        raise SpikeforgeError(
-            f"{run_dir} is not a spikeforge run folder (no {rf.CONFIG}); "
-            f"train one with `spikeforge train --out {run_dir}`"
-        )
-    config = load_config(run_dir / rf.CONFIG)
-    splits = load_dataset(config.data.name, config.data.dt)
-    network = build_network(config, splits)
-    network.load_state_dict(load_checkpoint(run_dir / rf.MODEL)["model"])
-    network.eval()
-    return LoadedModel(network, config.train.loss, splits if with_data else None)
 
 
 def spec_to_dict(spec: NetworkSpec) -> dict[str, Any]:
@@ -87,16 +68,6 @@ def load_model_file(path: Path) -> LoadedModel:
     network.load_state_dict(state["model"])
     network.eval()
     return LoadedModel(network, str(state.get("readout", "sum_exp")))
-
-
-def load_any(path: Path, with_data: bool = True) -> LoadedModel:
-    """A run folder or a model file."""
-    path = Path(path)
-    if path.is_dir():
-        return load_run(path, with_data)
-    if path.is_file():
-        return load_model_file(path)
-    raise SpikeforgeError(f"{path} does not exist; pass a run folder or a model file")
 
 
 @torch.no_grad()

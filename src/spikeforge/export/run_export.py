@@ -1,4 +1,8 @@
-"""High-level export operations used by the CLI (one call per command)."""
+"""High-level export operations used by the CLI (one call per command).
+
+They take a loaded network (:class:`LoadedModel`, e.g. from
+:func:`spikeforge.experiments.loading.load_any`), never a run folder's config.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,7 @@ from pathlib import Path
 from spikeforge.atomic import write_text_atomic
 from spikeforge.errors import SpikeforgeError
 from spikeforge.export import agreement
-from spikeforge.export.network_io import LoadedModel, load_any
+from spikeforge.export.network_io import LoadedModel
 from spikeforge.export.nir_io import read_nir, write_nir
 
 TARGETS = ("nir", "brian2", "nest")
@@ -26,17 +30,28 @@ def nir_round_trip(model: LoadedModel, path: Path, max_samples: int | None) -> d
                            max_samples)
 
 
-def export(run_dir: Path, target: str, out: Path | None, check: bool,
-           max_samples: int | None) -> dict:
-    """Export ``run_dir`` to ``target``; with ``check``, simulate test samples and compare."""
+def check_target(target: str) -> None:
+    """Raise :class:`SpikeforgeError` unless ``target`` is one of :data:`TARGETS`."""
     if target not in TARGETS:
         raise SpikeforgeError(f"unknown export target {target!r}; choose one of {TARGETS}")
-    model = load_any(run_dir, with_data=check)
+
+
+def default_output(source: Path, target: str) -> Path:
+    """Where ``export`` writes by default: ``SOURCE/model.nir`` (nir) or the folder
+    ``SOURCE/export_<target>`` (brian2, nest)."""
+    return Path(source) / ("model.nir" if target == "nir" else f"export_{target}")
+
+
+def export(model: LoadedModel, target: str, out: Path, check: bool,
+           max_samples: int | None) -> dict:
+    """Export ``model`` to ``target`` at ``out`` (a file for nir, a folder otherwise);
+    with ``check``, simulate the first ``max_samples`` test samples and compare."""
+    check_target(target)
     if check and model.splits is None:
         raise SpikeforgeError("--check needs a run folder (its test set), not a model file")
     result: dict = {"target": target}
     if target == "nir":
-        path = Path(out) if out else Path(run_dir) / "model.nir"
+        path = Path(out)
         write_nir(model, path)
         result["files"] = [str(path)]
         if check:
@@ -49,7 +64,7 @@ def export(run_dir: Path, target: str, out: Path | None, check: bool,
     else:
         from spikeforge.export import simulator_export as se
 
-        folder = Path(out) if out else Path(run_dir) / f"export_{target}"
+        folder = Path(out)
         if check:
             se.require(target)
         result["files"] = [str(p) for p in se.write_simulator_export(model, target, folder)]

@@ -1,4 +1,4 @@
-"""Training: losses, regularisers, the Trainer and checkpoints."""
+"""Training: losses, regularisers, the Trainer (plain settings in) and checkpoints."""
 
 from spikeforge.train.losses import (
     ALL_LOSSES,
@@ -9,9 +9,13 @@ from spikeforge.train.losses import (
     silent_output_penalty,
     spike_count_penalty,
 )
+from spikeforge.train.trainer import EvalResult, Trainer, TrainSettings
 
 __all__ = [
     "ALL_LOSSES",
+    "EvalResult",
+    "TrainSettings",
+    "Trainer",
     "first_spike_loss",
     "first_spike_times",
     "readout_loss",

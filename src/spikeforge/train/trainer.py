@@ -1,10 +1,16 @@
-"""Trainer: fit / evaluate / checkpoint / resume for a :class:`SpikingNetwork`."""
+"""Trainer: fit / evaluate / checkpoint / resume for a :class:`SpikingNetwork`.
+
+The trainer takes plain settings (:class:`TrainSettings`), the data splits and a built
+network; it never sees a run config. The network's spec holds the one time step ``dt``
+(ms) and every dataset the trainer reads is checked to be binned at that step.
+"""
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -24,21 +30,37 @@ from spikeforge.train.losses import (
 )
 from spikeforge.train.lr_schedule import warmup_factor
 
-if TYPE_CHECKING:  # the config is plain data handed down by experiments/
-    from spikeforge.experiments.config import RunConfig
 
+@dataclass(frozen=True)
+class TrainSettings:
+    """How to optimise: plain values, no run config.
 
-def build_network(config: RunConfig, splits: DatasetSplits) -> SpikingNetwork:
-    spec = config.model.network_spec(
-        splits.train.n_inputs, splits.train.n_classes, config.data.dt,
-        spiking_output=config.train.loss == "first_spike",
-    )  # fmt: skip
-    spec.check_window(splits.train.n_steps * config.data.dt)
-    torch.manual_seed(config.seed)
-    cfg = config.train
-    method = "bptt" if cfg.method == "bptt" else "eventprop"
-    return SpikingNetwork(spec, method=method, surrogate=cfg.surrogate,
-                          surrogate_slope=cfg.surrogate_slope)
+    epochs, batch_size: training length and batch size (samples).
+    lr: Adam learning rate; lr_schedule: "constant", "cosine" or "step" (per epoch);
+    lr_warmup: "none" or "ease_in" (per batch, see :mod:`spikeforge.train.lr_schedule`).
+    loss: "sum", "sum_exp", "max" (readout voltages) or "first_spike" (spiking output).
+    reg_strength, reg_target_hz: hidden spike-count regulariser (Hz).
+    grad_clip: max gradient norm (0: no clipping).
+    silent_penalty: first_spike loss drive for silent correct-class outputs.
+    method: "eventprop" or "bptt" (how the regulariser reads hidden spikes).
+    seed: seeds the batch order and augmentation of every epoch.
+    augment: training augmentation specs, e.g. ``[{"name": "shift", "max_shift": 40}]``
+        (see :mod:`spikeforge.data.augment`).
+    """
+
+    epochs: int = 60
+    batch_size: int = 32
+    lr: float = 1e-2
+    lr_schedule: str = "cosine"
+    lr_warmup: str = "none"
+    loss: str = "sum_exp"
+    reg_strength: float = 1e-3
+    reg_target_hz: float = 10.0
+    grad_clip: float = 0.0
+    silent_penalty: float = 1.0
+    method: str = "eventprop"
+    seed: int = 0
+    augment: Sequence[dict[str, Any]] = field(default_factory=tuple)
 
 
 def _lr_factor(schedule: str, epoch: int, epochs: int) -> float:
@@ -51,6 +73,9 @@ def _lr_factor(schedule: str, epoch: int, epochs: int) -> float:
 
 @dataclass
 class EvalResult:
+    """Evaluation of one dataset: mean loss, accuracy, predictions and labels int64 [N],
+    mean hidden firing rate (Hz)."""
+
     loss: float
     accuracy: float
     predictions: np.ndarray
@@ -59,17 +84,29 @@ class EvalResult:
 
 
 class Trainer:
-    """Trains ``network`` on ``splits`` according to ``config`` (the ``train`` section)."""
+    """Trains ``network`` on ``splits`` with ``settings``.
 
-    def __init__(self, config: RunConfig, splits: DatasetSplits, network: SpikingNetwork):
-        self.config, self.splits, self.network = config, splits, network
-        self.optimizer = torch.optim.Adam(network.parameters(), lr=config.train.lr)
-        # training-batch augmentation (config.data.augment), seeded by (seed, epoch)
-        self.augmenter = Augmenter.from_specs(config.data.augment, splits.train)
+    Every split must be binned at the network's step ``network.spec.dt`` (ms); a
+    mismatch is a :class:`~spikeforge.errors.SpikeforgeError` naming both values.
+    """
+
+    def __init__(self, settings: TrainSettings, splits: DatasetSplits,
+                 network: SpikingNetwork) -> None:
+        for dataset in (splits.train, splits.val, splits.test):
+            dataset.check_dt(network.spec.dt)
+        self.settings, self.splits, self.network = settings, splits, network
+        self.optimizer = torch.optim.Adam(network.parameters(), lr=settings.lr)
+        # training-batch augmentation (settings.augment), seeded by (seed, epoch)
+        self.augmenter = Augmenter.from_specs(settings.augment, splits.train)
+
+    @property
+    def dt(self) -> float:
+        """The network's one time step (ms)."""
+        return float(self.network.spec.dt)
 
     # -- one batch -------------------------------------------------------------------
     def _loss_and_predictions(self, events, labels) -> tuple[torch.Tensor, torch.Tensor]:
-        cfg = self.config.train
+        cfg = self.settings
         output = self.network(events)
         if cfg.loss == "first_spike":
             t_first = first_spike_times(output)
@@ -89,32 +126,33 @@ class Trainer:
         return loss, predictions
 
     def _regulariser(self) -> torch.Tensor:
-        cfg = self.config.train
+        cfg = self.settings
         total = torch.zeros(())
         if cfg.reg_strength > 0:
             for hidden in self.network.hidden_outputs:
                 if cfg.method == "bptt":
                     total = total + dense_spike_count_penalty(
-                        hidden, cfg.reg_target_hz, cfg.reg_strength, self.config.data.dt)
+                        hidden, cfg.reg_target_hz, cfg.reg_strength, self.dt)
                     continue
                 total = total + spike_count_penalty(hidden, cfg.reg_target_hz, cfg.reg_strength)
         return total
 
     def train_epoch(self, epoch: int, progress: Progress | None = None) -> dict[str, float]:
-        cfg = self.config.train
+        cfg = self.settings
         self.network.train()
         base_lr = cfg.lr * _lr_factor(cfg.lr_schedule, epoch, cfg.epochs)
         for group in self.optimizer.param_groups:
             group["lr"] = base_lr
         # append-mode augmentation (blend) enlarges the epoch: originals + new samples
-        train_set = (self.augmenter.epoch_dataset(self.config.seed, epoch) if self.augmenter
+        self.splits.train.check_dt(self.dt)
+        train_set = (self.augmenter.epoch_dataset(cfg.seed, epoch) if self.augmenter
                      else self.splits.train)
         n_batches = math.ceil(len(train_set) / cfg.batch_size)
         task = progress.add_task(f"epoch {epoch + 1}/{cfg.epochs}", total=n_batches,
                                  stats="") if progress else None
         total_loss, correct, seen = 0.0, 0, 0
-        seed = self.config.seed * 100_003 + epoch
-        augment = self.augmenter.for_epoch(self.config.seed, epoch) if self.augmenter else None
+        seed = cfg.seed * 100_003 + epoch
+        augment = self.augmenter.for_epoch(cfg.seed, epoch) if self.augmenter else None
         batches = iterate_batches(train_set, cfg.batch_size, True, seed, augment)
         for batch, (events, labels) in enumerate(batches):
             if cfg.lr_warmup != "none":  # per batch, global batch count (exact on resume)
@@ -139,6 +177,8 @@ class Trainer:
 
     @torch.no_grad()
     def evaluate(self, dataset: SpikeDataset) -> EvalResult:
+        """Loss, accuracy, predictions and hidden firing rate (Hz) on ``dataset``."""
+        dataset.check_dt(self.dt)
         self.network.eval()
         losses, preds, labels_all, spikes, neuron_time = [], [], [], 0, 0.0
         for events, labels in iterate_batches(dataset, 256, False):
@@ -149,7 +189,7 @@ class Trainer:
             for record in self.network.spike_records()[: len(self.network.hidden_outputs)]:
                 spikes += record.events.n_events
                 neuron_time += record.events.n_batch * record.events.n_units * (
-                    record.events.n_steps * self.config.data.dt / 1000.0)
+                    record.events.n_steps * self.dt / 1000.0)
         predictions, labels = np.concatenate(preds), np.concatenate(labels_all)
         return EvalResult(
             loss=float(np.sum(losses) / len(labels)),

@@ -18,7 +18,7 @@ import torch
 from spikeforge.data import DatasetSplits
 from spikeforge.errors import SpikeforgeError
 from spikeforge.model import LayerSpec, LIFParams, NetworkSpec
-from spikeforge.nn import SpikingNetwork
+from spikeforge.nn import SpikingNetwork, build_network
 from spikeforge.train.checkpoint import load_checkpoint, save_checkpoint
 
 READOUTS = ("sum", "sum_exp", "max", "first_spike")
@@ -64,7 +64,7 @@ def load_model_file(path: Path) -> LoadedModel:
         raise SpikeforgeError(
             f"{path} has weights but no network description; pass the run folder instead"
         )
-    network = SpikingNetwork(spec_from_dict(state["network_spec"]))
+    network = build_network(spec_from_dict(state["network_spec"]))
     network.load_state_dict(state["model"])
     network.eval()
     return LoadedModel(network, str(state.get("readout", "sum_exp")))

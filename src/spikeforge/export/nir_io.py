@@ -34,7 +34,7 @@ import torch
 from spikeforge.errors import SpikeforgeError
 from spikeforge.export.network_io import READOUTS, LoadedModel
 from spikeforge.model import LayerSpec, LIFParams, NetworkSpec
-from spikeforge.nn import SpikingNetwork
+from spikeforge.nn import SpikingNetwork, build_network
 
 
 def _nir():
@@ -299,7 +299,7 @@ def from_nir(graph, dt: float | None = None, readout: str | None = None) -> Load
     if not layers:
         raise SpikeforgeError("NIR graph has no layers between Input and Output")
     spec = NetworkSpec(n_inputs=int(n_in), layers=tuple(layers), dt=dt)
-    network = SpikingNetwork(spec)
+    network = build_network(spec)
     with torch.no_grad():
         for layer, w, rec in zip(network.layers, weights, recurrents, strict=True):
             if tuple(w.shape) != tuple(layer.weight.shape):

@@ -38,11 +38,11 @@ def _start_engine_threads() -> None:
     NEST 3.10 + numba 0.68). Starting spikeforge's engine first avoids it.
     """
     from spikeforge.model import LayerSpec, LIFParams, NetworkSpec
-    from spikeforge.nn import SpikingNetwork
+    from spikeforge.nn import build_network
 
     spec = NetworkSpec(1, (LayerSpec(1, LIFParams()), LayerSpec(1, LIFParams(spiking=False))))
     with torch.no_grad():
-        SpikingNetwork(spec)(Events.from_dense(np.ones((1, 2, 1), dtype=np.float32)))
+        build_network(spec)(Events.from_dense(np.ones((1, 2, 1), dtype=np.float32)))
 
 
 def require(target: str) -> None:

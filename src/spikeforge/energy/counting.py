@@ -14,7 +14,7 @@ Conventions (all counts are per inference, i.e. per input sample):
   ``per_step`` = one pass per time step (an ANN/RNN processing the same ``T``-step
   sequence), i.e. ``per_inference x n_steps``.
 
-These functions are pure counting on :class:`~spikeforge.engine.Events` and weight
+These functions are pure counting on :class:`~spikeforge.events.Events` and weight
 arrays, reusable by any producer of spikes (trained SNNs, converted ANNs).
 """
 
@@ -143,19 +143,20 @@ def count_network_ops(network, events: Events) -> NetworkOps:
 
     Input events of layer 0 are the data events; input events of layer k > 0 are the
     spikes of layer k - 1. SOPs of a layer = its input events x their fan-out into it
-    (+ its own spikes x recurrent fan-out).
+    (+ its own spikes x recurrent fan-out). Which layers spike and which are recurrent is
+    read from the network's spec (``network.spec.layers[k]``), the spikes from
+    ``network.spike_records()`` (one record per spiking layer, in order).
     """
-    from spikeforge.nn.layers import LIF  # nn is a consumer of engine; keep import local
-
     network.eval()
     network(events)
     records = iter(network.spike_records())
     rows: list[LayerOps] = []
     upstream, n_batch, n_steps = events, events.n_batch, events.n_steps
-    for index, layer in enumerate(network.layers):
+    for index, (layer, spec) in enumerate(zip(network.layers, network.spec.layers,
+                                              strict=True)):
         in_sops = sops_from_events(upstream, fan_out(layer.weight))
-        recurrent = isinstance(layer, LIF) and layer.recurrent_weight is not None
-        own = next(records).events if isinstance(layer, LIF) else None
+        recurrent = bool(spec.recurrent)
+        own = next(records).events if spec.neuron.spiking else None
         rec_sops = sops_from_events(own, fan_out(layer.recurrent_weight)) if recurrent else 0
         macs = dense_macs(layer.in_features, layer.out_features, recurrent)
         rows.append(LayerOps(

@@ -21,9 +21,10 @@ from spikeforge.events import Events
 def equivalent_ann(network) -> nn.Sequential:
     """ReLU MLP with the SNN's layer sizes (a recurrent layer adds a square layer)."""
     modules: list[nn.Module] = []
-    for index, layer in enumerate(network.layers):
+    for index, (layer, spec) in enumerate(zip(network.layers, network.spec.layers,
+                                              strict=True)):
         modules.append(nn.Linear(layer.in_features, layer.out_features, bias=False))
-        if getattr(layer, "recurrent_weight", None) is not None:
+        if spec.recurrent:
             modules.append(nn.Linear(layer.out_features, layer.out_features, bias=False))
         if index < len(network.layers) - 1:
             modules.append(nn.ReLU())

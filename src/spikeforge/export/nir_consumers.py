@@ -99,9 +99,12 @@ def snntorch_check(model: LoadedModel, path: Path, max_samples: int | None) -> d
         return None
     import nir
 
-    graph = snntorch_graph(nir.read(path))
-    if model.network.spec.layers[-1].neuron.spiking:
+    spec = model.network.spec
+    if spec.layers[-1].neuron.spiking:
         return None  # snnTorch's output spikes would need a spike-time readout; skip
+    if any(layer.recurrent for layer in spec.layers):
+        return None  # snnTorch wraps a recurrent loop in a sub-graph (not steppable here)
+    graph = snntorch_graph(nir.read(path))
     dt = model.network.spec.dt
     return agreement.check(model, model.splits.test,
                            lambda events: snntorch_simulate(graph, events, dt),

@@ -2,8 +2,11 @@
 
 ``--data mnist --data-dir DIR`` reads ``train-images-idx3-ubyte``, ``train-labels-idx1-ubyte``,
 ``t10k-images-idx3-ubyte`` and ``t10k-labels-idx1-ubyte`` from DIR (gzipped ``.gz`` or
-plain); without DIR they are downloaded once (MD5-checked against the published sums)
-into the cache folder. 28x28 images -> 784 channels; 10 % of the training images
+plain); without DIR they are downloaded once (over HTTPS, MD5-checked against the
+published sums pinned in :data:`MD5`) into the cache folder. Gzipped files in the cache,
+and files spikeforge downloaded anywhere, are checked against those pinned sums each time
+they are used; a file that does not match is deleted with an error saying how to get it
+again. 28x28 images -> 784 channels; 10 % of the training images
 (stratified, fixed seed) form the validation split.
 """
 
@@ -20,7 +23,7 @@ from spikeforge.data.encoding import encode_images
 from spikeforge.errors import SpikeforgeError
 
 MIRROR = "https://ossci-datasets.s3.amazonaws.com/mnist"
-MD5 = {  # published MD5 sums of the gzipped IDX files
+MD5 = {  # published MD5 sums of the gzipped IDX files (as pinned by torchvision and tonic)
     "train-images-idx3-ubyte.gz": "f68b3c2dcbeaaa9fbdd348bbdeb94873",
     "train-labels-idx1-ubyte.gz": "d53e105ee54ea40749a09fcbcd1e9432",
     "t10k-images-idx3-ubyte.gz": "9fb629c4189551a2d022fa330f9573f3",
@@ -53,10 +56,14 @@ def read_idx(path: Path) -> np.ndarray:
     return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(shape)
 
 
-def _locate(stem: str, folder: Path, download: bool, hint: str) -> Path:
-    for name in (stem, stem + ".gz"):
-        if (folder / name).is_file():
-            return folder / name
+def locate(stem: str, folder: Path, download: bool = True, hint: str = "") -> Path:
+    """Path of the IDX file ``stem`` in ``folder``: ``stem.gz`` (checked against its pinned
+    MD5 where :func:`~spikeforge.data.download.verify_on_disk` applies, downloaded when
+    missing) or, when only that exists, the uncompressed ``stem`` (no published digest;
+    :func:`read_idx` checks its size against its header)."""
+    folder = Path(folder)
+    if (folder / stem).is_file() and not (folder / f"{stem}.gz").is_file():
+        return folder / stem
     return ensure_file(stem + ".gz", folder, MIRROR, MD5[stem + ".gz"], gz=False,
                        allow_download=download, hint=hint, algorithm="md5")
 
@@ -75,8 +82,8 @@ def load(
     hint = "" if data_dir is not None else " (or pass --data-dir DIR)"
     arrays = {}
     for part in ("train", "t10k"):
-        images = read_idx(_locate(f"{part}-images-idx3-ubyte", folder, download, hint))
-        labels = read_idx(_locate(f"{part}-labels-idx1-ubyte", folder, download, hint))
+        images = read_idx(locate(f"{part}-images-idx3-ubyte", folder, download, hint))
+        labels = read_idx(locate(f"{part}-labels-idx1-ubyte", folder, download, hint))
         if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
             raise SpikeforgeError(f"{folder}: {part} images {images.shape} and labels "
                                   f"{labels.shape} do not match")

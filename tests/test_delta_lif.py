@@ -114,3 +114,25 @@ def test_eventprop_and_readout_use_are_refused_clearly():
     spikes = forward(events, np.ones((2, 2)), None, neurons)
     with pytest.raises(SpikeforgeError, match="method='bptt'"):
         backward(events, np.ones((2, 2)), None, neurons, spikes, np.zeros(spikes.n_events))
+
+
+def test_exports_through_its_own_nir_mapping_and_is_refused_by_simulators():
+    from spikeforge.export import to_nir
+    from spikeforge.export.capabilities import check_expressible
+    from spikeforge.export.network_io import LoadedModel
+    from spikeforge.model import LayerSpec, LIFParams, NetworkSpec
+
+    spec = NetworkSpec(4, (LayerSpec(6, DeltaLIFParams(tau_mem=8.0, threshold=0.5)),
+                           LayerSpec(2, LIFParams(spiking=False))))
+    with pytest.warns(UserWarning, match="cannot learn"):
+        model = LoadedModel(snn.build_network(spec), "sum")
+    graph = to_nir(model)
+    node = graph.nodes["lif0"]
+    assert type(node).__name__ == "LIF"
+    np.testing.assert_allclose(node.tau, 8e-3)
+    np.testing.assert_allclose(node.r, node.tau)  # a Dirac of area w raises v by w
+    np.testing.assert_allclose(node.v_threshold, 0.5)
+    assert type(graph.nodes["out"]).__name__ == "CubaLI"
+    for target in ("brian2", "nest"):
+        with pytest.raises(SpikeforgeError, match="layer 0 uses delta-synapse LIF neurons"):
+            check_expressible(model, target)

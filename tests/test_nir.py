@@ -15,6 +15,7 @@ from export_helpers import (
 from spikeforge.errors import SpikeforgeError
 from spikeforge.export import load_model_file, read_nir, to_nir, write_nir
 from spikeforge.export.agreement import spikeforge_output
+from spikeforge.neurons import ALIFParams, LIFParams
 
 nir = pytest.importorskip("nir", reason="NIR export needs the nir package (pip install nir)")
 
@@ -189,8 +190,9 @@ def test_inexpressible_layer_names_layer_and_target(target, feature, expected):
 
     from spikeforge.export.capabilities import check_expressible
 
-    neuron = SimpleNamespace(tau_mem=20.0, tau_syn=5.0, **feature.get("neuron_extra", {}))
-    plain = SimpleNamespace(neuron=SimpleNamespace(tau_mem=20.0, tau_syn=5.0), recurrent=False)
+    extra = feature.get("neuron_extra", {})
+    neuron = (ALIFParams if extra else LIFParams)(tau_mem=20.0, tau_syn=5.0, **extra)
+    plain = SimpleNamespace(neuron=LIFParams(tau_mem=20.0, tau_syn=5.0), recurrent=False)
     odd = SimpleNamespace(neuron=neuron, recurrent=False, delays=feature.get("delays"),
                           tau_spread=feature.get("tau_spread", 0.0))
     model = SimpleNamespace(network=SimpleNamespace(spec=SimpleNamespace(layers=[plain, odd])))

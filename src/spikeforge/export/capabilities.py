@@ -14,14 +14,16 @@ from __future__ import annotations
 
 from spikeforge.errors import SpikeforgeError
 from spikeforge.export.network_io import LoadedModel
+from spikeforge.neurons import model_of
 
 
 def _layer_features(layer, target: str) -> list[str]:
     """Features of a :class:`LayerSpec` beyond dense LIF/LI with scalar parameters that
     ``target`` cannot express."""
     features = []
-    if hasattr(layer.neuron, "tau_adapt"):
-        features.append("adaptive threshold (ALIF)")
+    model = model_of(layer.neuron)
+    if not model.supports(target):
+        features.append(f"{model.title} neurons")
     if getattr(layer, "delays", None) is not None and target == "nir":
         features.append("per-synapse delays (NIR Delay nodes delay whole channels)")
     if getattr(layer, "tau_spread", 0.0):

@@ -34,6 +34,7 @@ import torch
 from spikeforge.errors import SpikeforgeError
 from spikeforge.export.network_io import READOUTS, LoadedModel
 from spikeforge.model import LayerSpec, LIFParams, NetworkSpec
+from spikeforge.neurons import model_of
 from spikeforge.nn import SpikingNetwork, build_network
 
 
@@ -65,14 +66,7 @@ def to_nir(model: LoadedModel):
         last = index == len(spec.layers) - 1
         fc, neuron = f"fc{index}", ("out" if last else f"lif{index}")
         nodes[fc] = nir.Linear(weight=layer.weight.detach().cpu().numpy().copy())
-        tau_syn, tau_mem = _full(n, p.tau_syn / 1e3), _full(n, p.tau_mem / 1e3)
-        common = dict(tau_syn=tau_syn, tau_mem=tau_mem, r=_full(n, 1.0), v_leak=_full(n, 0.0),
-                      w_in=tau_syn.copy())
-        if p.spiking:
-            nodes[neuron] = nir.CubaLIF(**common, v_threshold=_full(n, p.threshold),
-                                        v_reset=_full(n, 0.0))
-        else:
-            nodes[neuron] = nir.CubaLI(**common)
+        nodes[neuron] = model_of(p).nir_node(p, n, nir)  # the neuron model's own mapping
         edges += [(previous, fc), (fc, neuron)]
         rec = getattr(layer, "recurrent_weight", None)
         if rec is not None:

@@ -119,6 +119,7 @@ def jump(lv, li, la, isyn, a_k, dldt, denom, p):
 
 
 MODEL = NeuronModel(
+    title="adaptive threshold (ALIF)",
     name="alif",
     params_type=ALIFParams,
     factor_names=FACTOR_NAMES,

@@ -70,6 +70,11 @@ class NeuronModel:
         integrate, margin, reset, spike_values, adjoint_integrate, jump_denominator,
             jump: the step maths (pure arithmetic; see the module docstring); the two jump
             functions may be None for a model without the ``"eventprop"`` feature.
+        source_files: files whose change must recompile the model's kernels.
+        title: a few words for messages (e.g. "adaptive threshold (ALIF)").
+        nir_node: ``nir_node(params, size, nir) -> node``: the model as a NIR neuron node
+            (times in seconds) for the exporter, such that the incoming ``Linear``
+            weights are spikeforge's weights; required with the ``"nir"`` feature.
     """
 
     name: str
@@ -86,6 +91,8 @@ class NeuronModel:
     jump_denominator: Callable | None
     jump: Callable | None
     source_files: tuple[str, ...] = field(default=())
+    nir_node: Callable | None = None
+    title: str = ""
 
     def __post_init__(self) -> None:
         unknown = set(self.features) - FEATURES
@@ -93,6 +100,8 @@ class NeuronModel:
             raise ValueError(f"neuron model {self.name}: unknown features {sorted(unknown)}")
         if self.n_spike_values not in (1, 2):
             raise ValueError(f"neuron model {self.name}: n_spike_values must be 1 or 2")
+        if "nir" in self.features and self.nir_node is None:
+            raise ValueError(f"neuron model {self.name}: the nir feature needs nir_node")
         if "eventprop" in self.features and (self.jump is None or self.jump_denominator is None):
             raise ValueError(f"neuron model {self.name}: EventProp needs jump and "
                              f"jump_denominator")

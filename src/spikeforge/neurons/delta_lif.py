@@ -22,6 +22,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
+
 from spikeforge.errors import SpikeforgeError
 from spikeforge.neurons.base import NeuronModel
 from spikeforge.neurons.lif import check_tau
@@ -86,13 +88,22 @@ def adjoint_integrate(lv, li, la, p):
     return p[ALPHA_MEM] * lv, p[ALPHA_MEM] * lv, la
 
 
+def nir_node(params: DeltaLIFParams, size: int, nir):
+    """NIR ``LIF`` (times in seconds): tau dv/dt = (v_leak - v) + r I with Dirac input of
+    area w raises v by r w / tau, so ``r = tau`` makes it spikeforge's V += w."""
+    tau = np.full(size, params.tau_mem / 1e3)
+    return nir.LIF(tau=tau, r=tau.copy(), v_leak=np.zeros(size),
+                   v_threshold=np.full(size, float(params.threshold)), v_reset=np.zeros(size))
+
+
 MODEL = NeuronModel(
+    title="delta-synapse LIF",
     name="delta_lif",
     params_type=DeltaLIFParams,
     factor_names=FACTOR_NAMES,
     factors=factors,
     n_spike_values=1,
-    features=frozenset({"spiking", "recurrent", "delays", "bptt"}),
+    features=frozenset({"spiking", "recurrent", "delays", "bptt", "nir"}),
     integrate=integrate,
     margin=margin,
     reset=reset,
@@ -101,4 +112,5 @@ MODEL = NeuronModel(
     jump_denominator=None,
     jump=None,
     source_files=(__file__,),
+    nir_node=nir_node,
 )

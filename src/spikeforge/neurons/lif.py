@@ -23,6 +23,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
+
 from spikeforge.errors import SpikeforgeError
 from spikeforge.neurons.base import NeuronModel, exact_decays
 
@@ -114,7 +116,23 @@ def jump(lv, li, la, isyn, extra, dldt, denom, p):
     return (lv * i_k - p[TAU_MEM] * dldt) / denom, li, la
 
 
+def nir_node(params: LIFParams, size: int, nir):
+    """NIR ``CubaLIF`` (``CubaLI`` for a readout), times in seconds. NIR's
+    tau_syn dI/dt = -I + w_in S gives a jump of w_in w / tau_syn per Dirac of weight w, so
+    ``w_in = tau_syn`` makes it spikeforge's I += w; r = 1, v_leak = v_reset = 0."""
+    def full(value: float) -> np.ndarray:
+        return np.full(size, float(value))
+
+    tau_syn, tau_mem = full(params.tau_syn / 1e3), full(params.tau_mem / 1e3)
+    common = dict(tau_syn=tau_syn, tau_mem=tau_mem, r=full(1.0), v_leak=full(0.0),
+                  w_in=tau_syn.copy())
+    if not params.spiking:
+        return nir.CubaLI(**common)
+    return nir.CubaLIF(**common, v_threshold=full(params.threshold), v_reset=full(0.0))
+
+
 MODEL = NeuronModel(
+    title="current-based LIF",
     name="lif",
     params_type=LIFParams,
     factor_names=FACTOR_NAMES,
@@ -130,4 +148,5 @@ MODEL = NeuronModel(
     jump_denominator=jump_denominator,
     jump=jump,
     source_files=(__file__,),
+    nir_node=nir_node,
 )

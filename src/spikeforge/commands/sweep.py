@@ -18,6 +18,12 @@ Cluster = Annotated[Path | None, typer.Option(
     help="YAML with a 'slurm:' section (partition, account, time, gpus_per_trial, ...).")]
 Retries = Annotated[int, typer.Option(help="Retries of a failed trial/fold.")]
 AsJson = Annotated[bool, typer.Option("--json", help="Last stdout line: JSON result.")]
+StorageEnv = Annotated[str | None, typer.Option(
+    help="Read the storage URL from this environment variable (keeps a password out of "
+         "ps and of task payloads; workers read the same variable).")]
+StorageFile = Annotated[Path | None, typer.Option(
+    help="Read the storage URL from this file (not readable by other users: chmod 600; "
+         "workers read the same path).")]
 
 
 def _overrides(items: list[str] | None) -> dict:
@@ -43,7 +49,11 @@ def sweep(
     executor: Executor = "local",
     storage: Annotated[str | None, typer.Option(help="Optuna storage URL (default: SQLite "
                                                 "in the sweep folder), e.g. "
-                                                "postgresql://user:pw@host/db.")] = None,
+                                                "postgresql://user@host/db; a password "
+                                                "here is visible in ps: use --storage-env "
+                                                "or --storage-file.")] = None,
+    storage_env: StorageEnv = None,
+    storage_file: StorageFile = None,
     seed: Annotated[int | None, typer.Option(help="Sampler seed (default: config seed).")
                     ] = None,
     out: Annotated[Path | None, typer.Option(help="Sweep folder (default sweeps/<config>).")
@@ -60,7 +70,8 @@ def sweep(
     overrides = _overrides(set_)
     folder = out or _default_out("sweep", config, overrides)
     summary = run_sweep(config, space, folder, trials, sampler=sampler, workers=workers,
-                        executor=executor, storage=storage, pruner=pruner, seed=seed,
+                        executor=executor, storage=storage, storage_env=storage_env,
+                        storage_file=storage_file, pruner=pruner, seed=seed,
                         overrides=overrides, max_retries=max_retries,
                         dask_address=dask_address, cluster_file=cluster)
     if as_json:
@@ -108,12 +119,17 @@ def cv(
 def report(
     folder: Annotated[Path, typer.Argument(help="Sweep or CV folder.")],
     storage: Annotated[str | None, typer.Option(help="Storage URL if the sweep's has a "
-                                                "password.")] = None,
+                                                "password (visible in ps: prefer "
+                                                "--storage-env or --storage-file).")] = None,
+    storage_env: StorageEnv = None,
+    storage_file: StorageFile = None,
 ) -> None:
     """Write report.html and PNG figures for a sweep or CV folder."""
+    from spikeforge.experiments.credentials import storage_from_options
     from spikeforge.experiments.report import write_report
 
-    print(write_report(folder, storage=storage))
+    url, _ = storage_from_options(storage, storage_env, storage_file)
+    print(write_report(folder, storage=url))
 
 
 def register(app: typer.Typer) -> None:

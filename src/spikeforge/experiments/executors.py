@@ -4,6 +4,13 @@ Every executor takes a picklable module-level function and a payload dict, and r
 :class:`Job` the coordinator polls. A job ends either ``ok`` with the function's return
 value or with an error text; a worker that dies (killed, out of memory, node lost) is an
 error, never a hang, so the coordinator can record it and retry.
+
+Payloads travel in the clear (a spawn pipe, Dask's scheduler and workers), so they hold no
+secrets: a sweep passes the name of an environment variable or the path of a file that
+holds its storage URL (:mod:`spikeforge.experiments.credentials`). Workers inherit the
+coordinator's environment here (spawned processes, a Dask ``LocalCluster``, SLURM jobs
+submitted with ``sbatch``'s default ``--export=ALL``); a separately started Dask worker
+needs the variable set where it runs.
 """
 
 from __future__ import annotations

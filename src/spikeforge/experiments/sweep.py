@@ -29,7 +29,6 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import yaml
 from rich.console import Console
@@ -45,6 +44,12 @@ from rich.progress import (
 from spikeforge.atomic import TEMP_MARK, atomic_path, write_text_atomic
 from spikeforge.errors import SpikeforgeError
 from spikeforge.experiments.config import RunConfig, dump_config, load_config, semantic_config
+from spikeforge.experiments.credentials import (
+    StorageRef,
+    redact,
+    resolve_storage,
+    storage_from_options,
+)
 from spikeforge.experiments.executors import Task, limit_threads, make_executor
 from spikeforge.experiments.space import SearchSpace, _optuna, load_space, parse_space
 from spikeforge.folder_lock import FolderLock
@@ -57,24 +62,9 @@ PRUNERS = ("median", "none")
 
 
 # -- storage --------------------------------------------------------------------------
-SECRET_QUERY_KEYS = ("password", "pass", "pwd", "passwd", "sslpassword")
 LOCAL_STORE = "sqlite:///study.db"
 """How ``sweep.json`` names the default store: ``study.db`` inside the sweep folder
 (wherever the folder has moved)."""
-
-
-def redact(url: str) -> str:
-    """``url`` with any password (``user:pw@`` or ``?password=pw``) replaced by ``***``
-    (for messages and sweep.json)."""
-    parts = urlsplit(url)
-    changed = parts
-    if parts.password:
-        changed = changed._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@"))
-    pairs = parse_qsl(parts.query, keep_blank_values=True)
-    if any(k.lower() in SECRET_QUERY_KEYS for k, _ in pairs):
-        query = [(k, "***" if k.lower() in SECRET_QUERY_KEYS else v) for k, v in pairs]
-        changed = changed._replace(query=urlencode(query, safe="*"))
-    return url if changed == parts else urlunsplit(changed)
 
 
 def _recorded_storage(url: str, out: Path) -> str:
@@ -172,7 +162,7 @@ def run_trial(payload: dict[str, Any]) -> dict[str, Any]:
         trial = None
         if payload.get("prune"):
             study = optuna.load_study(study_name=payload["study_name"],
-                                      storage=open_storage(payload["storage"]),
+                                      storage=open_storage(resolve_storage(payload["storage"])),
                                       pruner=_pruner(payload["pruner"]))
             trial = optuna.trial.Trial(study, payload["trial_id"])
 
@@ -204,6 +194,8 @@ class SweepPlan:
     seed: int
     storage: str
     study_name: str = STUDY_NAME
+    storage_ref: StorageRef | None = None
+    """What task payloads carry instead of ``storage`` (see :mod:`.credentials`)."""
 
     def identity(self) -> dict[str, Any]:
         return {"config": self.config, "space": self.space, "sampler": self.sampler,
@@ -311,8 +303,15 @@ def run_sweep(
     cluster_file: Path | None = None,
     console: Console | None = None,
     task: Task | None = None,
+    storage_env: str | None = None,
+    storage_file: Path | None = None,
 ) -> dict[str, Any]:
     """Run (or resume) a sweep of ``trials`` trials into ``out``; returns the summary.
+
+    The store is ``storage`` (a URL), the URL in environment variable ``storage_env`` or
+    the one in file ``storage_file`` (at most one; default: ``out/study.db``). Workers
+    get the variable's name or the file's path, never a password (see
+    :mod:`spikeforge.experiments.credentials`).
 
     ``task(payload) -> {"state": "complete", "val_accuracy": ..., ...}`` is what a worker
     runs per trial (default :func:`run_trial`, which trains the trial's run folder); it
@@ -334,11 +333,12 @@ def run_sweep(
     seed = base.seed if seed is None else seed
     target = min(trials, space.grid_size()) if sampler == "grid" else trials
     _sampler(sampler, space, seed)  # grid sampler: fails now if a range is continuous
-    url = storage or f"sqlite:///{out / 'study.db'}"
-    if storage:
-        open_storage(storage)  # before creating anything
+    given, ref = storage_from_options(storage, storage_env, storage_file)
+    url = given or f"sqlite:///{out / 'study.db'}"
+    if given:
+        open_storage(given)  # before creating anything
     plan = SweepPlan(json.loads(json.dumps(base.model_dump(mode="json"))), tree, sampler,
-                     pruner, seed, url)
+                     pruner, seed, url, storage_ref=ref or url)
     pool = make_executor(executor, workers, out, dask_address, cluster_file)
     try:
         _prepare_folder(out, plan, base)
@@ -383,7 +383,8 @@ def _coordinate(study, space: SearchSpace, plan: SweepPlan, out: Path, target: i
         payload = {
             "config": config.model_dump(mode="json"), "run_dir": str(_trial_dir(out, trial.number)),
             "log": str(out / "logs" / f"trial-{trial.number:04d}.log"),
-            "storage": plan.storage, "study_name": plan.study_name, "trial_id": trial._trial_id,
+            "storage": plan.storage_ref, "study_name": plan.study_name,
+            "trial_id": trial._trial_id,
             "prune": plan.pruner != "none", "pruner": plan.pruner, "threads": threads,
             "label": f"trial{trial.number}", "params": params, "number": trial.number,
         }  # fmt: skip
@@ -459,7 +460,8 @@ def load_sweep(out: Path, storage: str | None = None):
     record = json.loads(path.read_text())
     url = storage or stored_storage_url(record["storage"], out)
     if "***" in url:
-        raise SpikeforgeError(f"{out} uses a password-protected storage; pass --storage URL")
+        raise SpikeforgeError(f"{out} uses a password-protected storage; pass it with "
+                              "--storage-env NAME or --storage-file PATH")
     study = optuna.load_study(study_name=record["study_name"], storage=open_storage(url))
     return study, record
 

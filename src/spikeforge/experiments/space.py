@@ -30,7 +30,8 @@ _SCALAR = (bool, int, float, str, type(None))
 _RANGE_KEYS = {"low", "high", "log", "step", "type", "grid"}
 
 
-def _optuna():
+def require_optuna():
+    """The optuna module, or a one-line error naming the extra that installs it."""
     try:
         import optuna
     except ImportError as exc:  # pragma: no cover - depends on the environment
@@ -70,7 +71,8 @@ class Param:
         return json.loads(value) if self.encoded else value
 
     def numeric(self) -> bool:
-        return not isinstance(self.distribution, _optuna().distributions.CategoricalDistribution)
+        categorical = require_optuna().distributions.CategoricalDistribution
+        return not isinstance(self.distribution, categorical)
 
 
 @dataclass(frozen=True)
@@ -105,7 +107,7 @@ class SearchSpace:
 
 def _parse_one(path: str, spec: Any, where: str) -> tuple[Param, list[Any]]:
     """One entry -> (Param, values to validate against the config)."""
-    dist = _optuna().distributions
+    dist = require_optuna().distributions
     if isinstance(spec, list):
         spec = {"choices": spec}
     if not isinstance(spec, dict):

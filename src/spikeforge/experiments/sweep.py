@@ -51,7 +51,7 @@ from spikeforge.experiments.credentials import (
     storage_from_options,
 )
 from spikeforge.experiments.executors import Task, limit_threads, make_executor
-from spikeforge.experiments.space import SearchSpace, _optuna, load_space, parse_space
+from spikeforge.experiments.space import SearchSpace, load_space, parse_space, require_optuna
 from spikeforge.folder_lock import FolderLock
 
 SWEEP_FILE, BASE_CONFIG, SUMMARY = "sweep.json", "base_config.yaml", "summary.json"
@@ -97,7 +97,7 @@ def _with_driver(url: str) -> str:
 def open_storage(url: str):
     """An Optuna RDB storage for ``url`` (sqlite:///..., postgresql://...), connected and
     checked now so an unreachable database fails before any work starts."""
-    optuna = _optuna()
+    optuna = require_optuna()
     url = _with_driver(url)
     kwargs: dict[str, Any] = {}
     if url.startswith("sqlite"):
@@ -121,7 +121,7 @@ def open_storage(url: str):
 
 
 def _sampler(name: str, space: SearchSpace, seed: int):
-    optuna = _optuna()
+    optuna = require_optuna()
     if name == "grid":
         return optuna.samplers.GridSampler(space.grid(), seed=seed)
     if name == "random":
@@ -132,7 +132,7 @@ def _sampler(name: str, space: SearchSpace, seed: int):
 
 
 def _pruner(name: str):
-    optuna = _optuna()
+    optuna = require_optuna()
     if name == "median":
         return optuna.pruners.MedianPruner(n_startup_trials=4, n_warmup_steps=1)
     if name == "none":
@@ -147,7 +147,7 @@ def run_trial(payload: dict[str, Any]) -> dict[str, Any]:
     Reports each epoch's validation accuracy to the store and raises out of training when
     the pruner says so. Returns ``{"state": "complete"|"pruned", ...results}``.
     """
-    optuna = _optuna()
+    optuna = require_optuna()
     from spikeforge.experiments.runner import train_run
 
     limit_threads(payload.get("threads"))
@@ -317,7 +317,7 @@ def run_sweep(
     runs per trial (default :func:`run_trial`, which trains the trial's run folder); it
     must be a picklable module-level function.
     """
-    optuna = _optuna()
+    optuna = require_optuna()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     console = console or Console(stderr=True)
     out = Path(out).absolute()
@@ -356,7 +356,7 @@ def run_sweep(
 
 def _coordinate(study, space: SearchSpace, plan: SweepPlan, out: Path, target: int, pool,
                 max_retries: int, console: Console, task: Task) -> None:
-    optuna = _optuna()
+    optuna = require_optuna()
     TrialState = optuna.trial.TrialState
     owner = _Owner(study)
     owner.beat(force=True)
@@ -430,7 +430,7 @@ def _coordinate(study, space: SearchSpace, plan: SweepPlan, out: Path, target: i
 
 
 def _record_success(study, trial, result: dict[str, Any]) -> None:
-    TrialState = _optuna().trial.TrialState
+    TrialState = require_optuna().trial.TrialState
     if result["state"] == "pruned":
         trial.set_user_attr("pruned_after_epoch", result.get("epoch"))
         study.tell(trial, state=TrialState.PRUNED)
@@ -451,7 +451,7 @@ def _best_text(study) -> str:
 
 def load_sweep(out: Path, storage: str | None = None):
     """Open an existing sweep folder's study (for reports); returns (study, sweep record)."""
-    optuna = _optuna()
+    optuna = require_optuna()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     out = Path(out)
     path = out / SWEEP_FILE
@@ -468,7 +468,7 @@ def load_sweep(out: Path, storage: str | None = None):
 
 def sweep_summary(study, out: Path) -> dict[str, Any]:
     """Counts per state and the best trial's value, parameters and run folder."""
-    TrialState = _optuna().trial.TrialState
+    TrialState = require_optuna().trial.TrialState
     trials = study.get_trials(deepcopy=False)
     counts = {state.name.lower(): sum(t.state == state for t in trials) for state in TrialState}
     summary: dict[str, Any] = {"sweep_dir": str(out), "n_trials": len(trials),

@@ -6,7 +6,8 @@ Run folders are read by :func:`spikeforge.experiments.loading.load_run` (or
 """
 
 from spikeforge.export.network_io import LoadedModel, load_model_file, save_model_file
-from spikeforge.export.nir_io import from_nir, read_nir, to_nir, write_nir
+from spikeforge.export.nir_import import from_nir, read_nir
+from spikeforge.export.nir_io import to_nir, write_nir
 
 __all__ = [
     "LoadedModel",

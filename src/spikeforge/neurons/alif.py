@@ -118,6 +118,27 @@ def jump(lv, li, la, isyn, a_k, dldt, denom, p):
     return jumped, li, la - p[BETA] * jumped
 
 
+def pseudo_derivative(v, i, a, dh, p):
+    """e-prop pseudo-derivative: the surrogate derivative ``dh`` at the margin divided by
+    the base threshold (Bellec et al. 2020)."""
+    return dh / p[THRESHOLD]
+
+
+def eligibility_step(ev, ei, ea, psi, s, p):
+    """One step of the e-prop eligibility vector (ev, ei, ea) = d(V, I, A)/dw.
+
+    Decay by the (linear) :func:`integrate`; trace e = psi (ev - beta ea) (the margin's
+    derivative); then the reset with the spike s held fixed: ev <- ev (1 - s), and the
+    adaptation jump A += spike adds the spike's derivative: ea <- ea + e (the adaptation
+    eligibility vector of Bellec et al.).
+    """
+    ev = p[ALPHA_MEM] * ev + p[SYN_GAIN] * ei      # integrate's map (self-contained:
+    ei = p[ALPHA_SYN] * ei                         # compiled code calls no Python helper)
+    ea = p[ALPHA_ADAPT] * ea
+    e = psi * (ev - p[BETA] * ea)
+    return ev * (1.0 - s), ei, ea + e, e
+
+
 MODEL = NeuronModel(
     title="adaptive threshold (ALIF)",
     name="alif",
@@ -126,7 +147,7 @@ MODEL = NeuronModel(
     factors=factors,
     n_spike_values=2,
     features=frozenset({"spiking", "recurrent", "per_neuron_tau", "train_tau", "eventprop",
-                        "bptt"}),
+                        "bptt", "eprop"}),
     integrate=integrate,
     margin=margin,
     reset=reset,
@@ -135,4 +156,6 @@ MODEL = NeuronModel(
     jump_denominator=jump_denominator,
     jump=jump,
     source_files=(__file__, lif.__file__),
+    pseudo_derivative=pseudo_derivative,
+    eligibility_step=eligibility_step,
 )

@@ -50,7 +50,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 FEATURES = frozenset({"spiking", "readout", "recurrent", "delays", "per_neuron_tau",
-                      "train_tau", "eventprop", "bptt", "nir", "brian2", "nest"})
+                      "train_tau", "eventprop", "bptt", "nir", "brian2", "nest", "eprop"})
 """Feature names a model may declare (see :class:`NeuronModel`)."""
 
 
@@ -75,6 +75,17 @@ class NeuronModel:
         nir_node: ``nir_node(params, size, nir) -> node``: the model as a NIR neuron node
             (times in seconds) for the exporter, such that the incoming ``Linear``
             weights are spikeforge's weights; required with the ``"nir"`` feature.
+        pseudo_derivative: ``pseudo_derivative(v, i, a, dh, p) -> psi``: the e-prop
+            pseudo-derivative of the spike w.r.t. the margin, from the surrogate
+            derivative ``dh`` of the Heaviside evaluated at ``margin(v, i, a, p)``
+            (e.g. ``dh / threshold``); required with the ``"eprop"`` feature.
+        eligibility_step: ``eligibility_step(ev, ei, ea, psi, s, p) -> (ev, ei, ea, e)``:
+            one step of an e-prop eligibility vector (d(v, i, a)/dw of one synapse,
+            holding the other neurons' spikes fixed) through ``integrate``, the spike
+            (pseudo-derivative ``psi``) and ``reset`` with the actual spike ``s`` in
+            {0, 1}; ``e`` is the eligibility trace ds/dw of the step. The driver adds
+            the presynaptic input to ``ei`` afterwards, as it does to the state.
+            Required with the ``"eprop"`` feature.
     """
 
     name: str
@@ -93,6 +104,8 @@ class NeuronModel:
     source_files: tuple[str, ...] = field(default=())
     nir_node: Callable | None = None
     title: str = ""
+    pseudo_derivative: Callable | None = None
+    eligibility_step: Callable | None = None
 
     def __post_init__(self) -> None:
         unknown = set(self.features) - FEATURES
@@ -105,6 +118,10 @@ class NeuronModel:
         if "eventprop" in self.features and (self.jump is None or self.jump_denominator is None):
             raise ValueError(f"neuron model {self.name}: EventProp needs jump and "
                              f"jump_denominator")
+        if "eprop" in self.features and (self.pseudo_derivative is None
+                                         or self.eligibility_step is None):
+            raise ValueError(f"neuron model {self.name}: e-prop needs pseudo_derivative and "
+                             f"eligibility_step")
 
     def supports(self, feature: str) -> bool:
         """Whether the model declares ``feature``."""

@@ -116,6 +116,25 @@ def jump(lv, li, la, isyn, extra, dldt, denom, p):
     return (lv * i_k - p[TAU_MEM] * dldt) / denom, li, la
 
 
+def pseudo_derivative(v, i, a, dh, p):
+    """e-prop pseudo-derivative (Bellec et al. 2020): the surrogate derivative ``dh`` at
+    the margin, divided by the threshold."""
+    return dh / p[THRESHOLD]
+
+
+def eligibility_step(ev, ei, ea, psi, s, p):
+    """One step of the e-prop eligibility vector (ev, ei) = d(V, I)/dw of a synapse.
+
+    :func:`integrate` is linear, so the eligibility vector decays by the same map as the
+    state; the eligibility trace is e = psi * ev (the margin's derivative is ev); the reset
+    with the spike s held fixed (its gradient is stopped, as in BPTT) zeroes ev.
+    """
+    ev = p[ALPHA_MEM] * ev + p[SYN_GAIN] * ei      # integrate's map (self-contained:
+    ei = p[ALPHA_SYN] * ei                         # compiled code calls no Python helper)
+    e = psi * ev
+    return ev * (1.0 - s), ei, ea, e
+
+
 def nir_node(params: LIFParams, size: int, nir):
     """NIR ``CubaLIF`` (``CubaLI`` for a readout), times in seconds. NIR's
     tau_syn dI/dt = -I + w_in S gives a jump of w_in w / tau_syn per Dirac of weight w, so
@@ -139,7 +158,7 @@ MODEL = NeuronModel(
     factors=factors,
     n_spike_values=1,
     features=frozenset({"spiking", "readout", "recurrent", "delays", "per_neuron_tau",
-                        "train_tau", "eventprop", "bptt", "nir", "brian2", "nest"}),
+                        "train_tau", "eventprop", "bptt", "nir", "brian2", "nest", "eprop"}),
     integrate=integrate,
     margin=margin,
     reset=reset,
@@ -149,4 +168,6 @@ MODEL = NeuronModel(
     jump=jump,
     source_files=(__file__,),
     nir_node=nir_node,
+    pseudo_derivative=pseudo_derivative,
+    eligibility_step=eligibility_step,
 )

@@ -309,3 +309,13 @@ def test_delays_beyond_the_window_fail_in_the_layer_too():
     layer = DelayedLIF(2, 3, max_delay=50.0)
     with pytest.raises(SpikeforgeError, match="not shorter than the simulated window"):
         layer(torch.zeros(1, 40, 2))
+
+
+def test_per_neuron_taus_with_delays_are_refused_not_dropped():
+    from spikeforge.model import LayerSpec, NetworkSpec
+    from spikeforge.model.connectivity import DelaySpec
+
+    spec = NetworkSpec(4, (LayerSpec(6, tau_spread=0.2, delays=DelaySpec(max_ms=5.0)),
+                           LayerSpec(2, LIFParams(spiking=False))))
+    with pytest.raises(SpikeforgeError, match="cannot be combined with model.delays"):
+        snn.build_network(spec)

@@ -270,6 +270,8 @@ class DelayedLIF(_DelayedLayer):
         method: ``"eventprop"`` (exact, O(spikes) memory) or ``"bptt"`` (surrogate).
         dense_output: False returns an event token (O(spikes) memory, EventProp only).
         surrogate_slope: slope of the fast-sigmoid surrogate (BPTT only).
+        params: neuron parameters of a registered model with the ``"delays"`` feature
+            (replaces tau_mem, tau_syn and threshold).
     """
 
 
@@ -281,8 +283,10 @@ class DelayedLIF(_DelayedLayer):
         dense_output: bool = True, backend: str = "auto", weight_mean: float = 0.0,
         weight_std: float = 1.0, recurrent_std: float = 0.5,
         min_vdot: float = DEFAULT_MIN_VDOT, surrogate_slope: float = 10.0,
+        params: LIFParams | None = None,
     ) -> None:  # fmt: skip
-        params = LIFParams(tau_mem=tau_mem, tau_syn=tau_syn, threshold=threshold, spiking=True)
+        if params is None:
+            params = LIFParams(tau_mem=tau_mem, tau_syn=tau_syn, threshold=threshold)
         super().__init__(
             in_features, out_features, params, dt, recurrent=recurrent, max_delay=max_delay,
             delay_init=delay_init, learn_delays=learn_delays, delay_mode=delay_mode,
@@ -302,9 +306,10 @@ class DelayedLI(_DelayedLayer):
         tau_syn: float = 5.0, dt: float = 1.0, *, max_delay: float = 20.0,
         delay_init: str | float = "uniform", learn_delays: bool = True,
         delay_mode: str = "interpolate", method: str = "eventprop", backend: str = "auto",
-        weight_mean: float = 0.0, weight_std: float = 1.0,
+        weight_mean: float = 0.0, weight_std: float = 1.0, params: LIFParams | None = None,
     ) -> None:  # fmt: skip
-        params = LIFParams(tau_mem=tau_mem, tau_syn=tau_syn, spiking=False)
+        if params is None:
+            params = LIFParams(tau_mem=tau_mem, tau_syn=tau_syn, spiking=False)
         super().__init__(
             in_features, out_features, params, dt, recurrent=False, max_delay=max_delay,
             delay_init=delay_init, learn_delays=learn_delays, delay_mode=delay_mode,

@@ -24,13 +24,11 @@ def _delayed(layer: nn.Module, spec: LayerSpec, dt: float, method: str, backend:
                   delay_mode=d.mode, method=method, backend=backend,
                   weight_mean=spec.weight_mean, weight_std=spec.weight_std)
     if p.spiking:
-        return DelayedLIF(layer.in_features, spec.size, recurrent=spec.recurrent,
-                          tau_mem=p.tau_mem, tau_syn=p.tau_syn, threshold=p.threshold,
+        return DelayedLIF(layer.in_features, spec.size, recurrent=spec.recurrent, params=p,
                           dense_output=getattr(layer, "dense_output", True),
                           recurrent_std=spec.recurrent_std, surrogate_slope=slope,
                           **common)  # fmt: skip
-    return DelayedLI(layer.in_features, spec.size, tau_mem=p.tau_mem, tau_syn=p.tau_syn,
-                     **common)  # fmt: skip
+    return DelayedLI(layer.in_features, spec.size, params=p, **common)
 
 
 def structure_layer(layer: nn.Module, spec: LayerSpec, previous: LayerSpec | None, dt: float,
@@ -45,6 +43,11 @@ def structure_layer(layer: nn.Module, spec: LayerSpec, previous: LayerSpec | Non
             raise SpikeforgeError(
                 "delays work on dense LIF / LI layers only (not conv, pooled input or ALIF); "
                 "remove model.delays or the conv / neuron setting")
+        if spec.tau_spread or spec.train_tau:
+            raise SpikeforgeError(
+                "delayed layers have one tau_mem / tau_syn per layer: per-neuron or trainable "
+                "time constants (model.tau_spread, model.train_tau) cannot be combined with "
+                "model.delays; remove one of them")
         return _delayed(layer, spec, dt, method, backend, surrogate_slope)
     pooled_from = conv_before if pooled else None
     if spec.conv is not None:

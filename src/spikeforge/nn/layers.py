@@ -22,6 +22,7 @@ from torch import nn
 from spikeforge.engine.api import BACKENDS, DEFAULT_MIN_VDOT
 from spikeforge.errors import SpikeforgeError
 from spikeforge.neurons import LIFParams, model_of
+from spikeforge.nn.activity import warn_if_silent
 from spikeforge.nn.bptt import DEFAULT_SLOPE, DEFAULT_SURROGATE
 from spikeforge.nn.bptt_layers import configure_method, layer_bptt
 from spikeforge.nn.device_functional import run_device, uses_device_path
@@ -135,6 +136,9 @@ class SpikingLayer(nn.Module):
         out = run_layer(x, self.weight, self.recurrent_weight, call)
         if self.params.spiking:
             self.last_record = call.output
+            if torch.is_grad_enabled() and self.weight.requires_grad:
+                warn_if_silent(f"{type(self).__name__}({self.in_features} -> "
+                               f"{self.out_features})", call.output.events.n_events)
         return out
 
     def extra_repr(self) -> str:

@@ -187,3 +187,31 @@ def test_eprop_differs_from_full_bptt_only_by_the_dropped_terms():
     assert not torch.allclose(other.grad_w_in, ref.grad_w_in)
     assert model is model_of(CASES[0][1])
 
+
+@pytest.mark.parametrize(("name", "params", "recurrent", "surrogate"), CASES,
+                         ids=[case[0] for case in CASES])
+def test_compiled_kernel_matches_the_reference(name, params, recurrent, surrogate):
+    from spikeforge.engine.eprop_api import eprop_gradients
+    from spikeforge.events import Events
+
+    model, table, readout_table = tables(params, 4, 3)
+    x, labels, w_in, w_rec, w_out = problem(11, n_batch=5)
+    w_rec = w_rec if recurrent else None
+    feedback = torch.randn(4, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+    options = dict(surrogate=surrogate, slope=5.0, reg_strength=0.05, reg_target=2.0)
+    ref = eprop_reference(model, table, readout_table, x, labels, w_in, w_rec, w_out,
+                          feedback=feedback, **options)
+    hidden = NeuronArrays.from_params(params, 4, DT, np.float64)
+    readout = NeuronArrays.from_params(LIFParams(10.0, 3.0, spiking=False), 3, DT, np.float64)
+    got = eprop_gradients(hidden, readout, Events.from_dense(x.numpy()), w_in.numpy(),
+                          None if w_rec is None else w_rec.numpy(), w_out.numpy(),
+                          labels.numpy(), feedback=feedback.numpy(), n_chunks=2, **options)
+    np.testing.assert_allclose(got.grad_w_in, ref.grad_w_in.numpy(), rtol=1e-9, atol=1e-13)
+    np.testing.assert_allclose(got.grad_w_out, ref.grad_w_out.numpy(), rtol=1e-9, atol=1e-13)
+    if recurrent:
+        np.testing.assert_allclose(got.grad_w_rec, ref.grad_w_rec.numpy(), rtol=1e-9,
+                                   atol=1e-13)
+    assert got.loss.sum() == pytest.approx(float(ref.loss), rel=1e-12)
+    np.testing.assert_array_equal(got.counts, ref.spikes.sum(dim=1).numpy())
+    np.testing.assert_allclose(got.summary, ref.v_out.mean(dim=1).numpy(), atol=1e-13)
+    assert float(ref.spikes.sum()) > 10

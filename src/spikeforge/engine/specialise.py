@@ -5,7 +5,10 @@ call a neuron model's step maths through the global names ``model_integrate``,
 ``model_margin``, ``model_reset``, ``model_spike_values``, ``model_adjoint_integrate``,
 ``model_jump_denominator``, ``model_jump``, ``factor_column`` (a neuron's column of
 the factor table as a tuple) and the constant ``N_SPIKE_VALUES``, and
-through the template helpers listed in ``event_loop.TEMPLATE_HELPERS``.
+through the template helpers listed in ``event_loop.TEMPLATE_HELPERS`` (and in the
+template's own module's ``TEMPLATE_HELPERS``, if it has one). Optional maths a model
+leaves None (the EventProp jump, the e-prop ``pseudo_derivative`` and
+``eligibility_step``) are simply not bound.
 :func:`specialise` makes a copy of a driver whose globals bind those names to the
 model's functions (compiled by Numba and inlined), and compiles it.
 
@@ -30,7 +33,7 @@ from spikeforge.engine import event_loop
 from spikeforge.neurons.base import NeuronModel
 
 MATHS = ("integrate", "margin", "reset", "spike_values", "adjoint_integrate",
-         "jump_denominator", "jump")
+         "jump_denominator", "jump", "pseudo_derivative", "eligibility_step")
 
 
 def _copy(template: Callable, name: str, glob: dict) -> Callable:
@@ -67,6 +70,21 @@ def _compiled_maths(model: NeuronModel) -> dict[str, Callable]:
     return glob
 
 
+@cache
+def _module_helpers(module_name: str, model: NeuronModel) -> dict[str, Callable]:
+    """The ``TEMPLATE_HELPERS`` of a template's own module (other than
+    :mod:`event_loop`), bound to the model like the shared ones; a helper may call the
+    helpers listed before it."""
+    module = sys.modules[module_name]
+    names = () if module is event_loop else getattr(module, "TEMPLATE_HELPERS", ())
+    glob = dict(_compiled_maths(model))
+    for name in names:
+        helper = getattr(module, name)
+        bound = _copy(helper, f"{name}__{model.name}", {**helper.__globals__, **glob})
+        glob[name] = njit(inline="always", fastmath=True)(bound)
+    return {name: glob[name] for name in names}
+
+
 def _source_tag(model: NeuronModel, template: Callable) -> str:
     digest = hashlib.sha256()
     files = [*model.source_files, event_loop.__file__,
@@ -80,5 +98,6 @@ def _source_tag(model: NeuronModel, template: Callable) -> str:
 def specialise(template: Callable, model: NeuronModel, parallel: bool = True) -> Callable:
     """``template`` compiled (Numba, cached on disk) with ``model``'s maths bound in."""
     name = f"{template.__name__}__{model.name}_{_source_tag(model, template)}"
-    function = _copy(template, name, {**template.__globals__, **_compiled_maths(model)})
+    function = _copy(template, name, {**template.__globals__, **_compiled_maths(model),
+                                      **_module_helpers(template.__module__, model)})
     return njit(cache=True, parallel=parallel, fastmath=True)(function)

@@ -215,3 +215,88 @@ def test_compiled_kernel_matches_the_reference(name, params, recurrent, surrogat
     np.testing.assert_array_equal(got.counts, ref.spikes.sum(dim=1).numpy())
     np.testing.assert_allclose(got.summary, ref.v_out.mean(dim=1).numpy(), atol=1e-13)
     assert float(ref.spikes.sum()) > 10
+
+
+def tiny_network(recurrent: bool = True, hidden=(12,), **layer):
+    from spikeforge.model import LayerSpec, NetworkSpec
+    from spikeforge.nn import build_network
+
+    torch.manual_seed(0)
+    layers = [LayerSpec(size=size, neuron=LIFParams(), recurrent=recurrent, weight_mean=0.5,
+                        **layer) for size in hidden]
+    readout = LayerSpec(size=2, neuron=LIFParams(spiking=False), weight_std=3.0)
+    return build_network(NetworkSpec(n_inputs=6, layers=(*layers, readout), dt=DT))
+
+
+def tiny_batch(n_batch: int = 16, n_steps: int = 30):
+    """Class 0 drives channels 0-2 early, class 1 channels 3-5 late."""
+    from spikeforge.events import Events
+
+    labels = torch.arange(n_batch) % 2
+    x = np.zeros((n_batch, n_steps, 6), dtype=np.float32)
+    for b, label in enumerate(labels.tolist()):
+        channels = slice(0, 3) if label == 0 else slice(3, 6)
+        start = 2 if label == 0 else 10
+        x[b, start:start + 8:2, channels] = 1.0
+    return Events.from_dense(x), labels
+
+
+def test_a_few_eprop_steps_reduce_the_loss():
+    from spikeforge.train.eprop import EpropLearner, EpropSettings
+
+    network = tiny_network()
+    learner = EpropLearner(network, EpropSettings(reg_strength=1e-3, reg_target_hz=20.0))
+    optimizer = torch.optim.Adam(network.parameters(), lr=2e-2)
+    events, labels = tiny_batch()
+    losses = []
+    for _ in range(25):
+        optimizer.zero_grad()
+        loss, predictions = learner.step(events, labels)
+        optimizer.step()
+        losses.append(float(loss))
+    assert network.layers[0].recurrent_weight.grad.abs().sum() > 0
+    assert losses[-1] < 0.7 * losses[0]
+    assert float((predictions == labels).float().mean()) == 1.0
+
+
+def test_random_feedback_is_fixed_and_seeded():
+    from spikeforge.train.eprop import EpropLearner, EpropSettings
+
+    a = EpropLearner(tiny_network(), EpropSettings(feedback="random", seed=3))
+    b = EpropLearner(tiny_network(), EpropSettings(feedback="random", seed=3))
+    np.testing.assert_array_equal(a.feedback, b.feedback)
+    assert a.feedback.shape == (12, 2)
+    assert not np.allclose(a.feedback, a.readout.weight.detach().numpy().T)
+
+
+@pytest.mark.parametrize(("overrides", "named"), [
+    ({"model.delays": {"max_ms": 5.0}}, "layer 0 (DelayedLIF"),
+    ({"model.hidden": [16, 16]}, "layer 1 (LIF"),
+])
+def test_layers_eprop_cannot_train_are_refused_by_name(overrides, named):
+    from spikeforge.errors import SpikeforgeError
+    from spikeforge.experiments.config import load_config
+    from spikeforge.experiments.loading import load_splits, run_trainer
+
+    config = load_config(None, {"train.method": "eprop", **overrides})
+    splits = load_splits(config)
+    with pytest.raises(SpikeforgeError, match=r"^e-prop") as info:
+        run_trainer(config, splits)
+    assert named in str(info.value) and "\n" not in str(info.value)
+
+
+def test_first_spike_loss_with_eprop_is_a_config_error():
+    from spikeforge.errors import SpikeforgeError
+    from spikeforge.experiments.config import load_config
+
+    with pytest.raises(SpikeforgeError, match="first_spike"):
+        load_config(None, {"train.method": "eprop", "train.loss": "first_spike"})
+
+
+@pytest.mark.slow
+def test_eprop_reaches_90_percent_on_digits(tmp_path):
+    from spikeforge.experiments.config import load_config
+    from spikeforge.experiments.runner import train_run
+
+    results = train_run(load_config(None, {"train.method": "eprop"}), tmp_path / "run")
+    assert results["test_accuracy"] >= 0.90

@@ -136,9 +136,12 @@ class TrainConfig(_Strict):
     silent_penalty: float = Field(
         1.0, ge=0, description="first_spike loss: drive for silent correct-class outputs")
     threads: int = Field(0, ge=0, description="CPU threads (0: all cores)")
-    method: Literal["eventprop", "bptt", "stdp"] = Field(
+    method: Literal["eventprop", "bptt", "stdp", "eprop"] = Field(
         "eventprop", description="gradients: exact EventProp or surrogate-gradient BPTT; "
-        "stdp: unsupervised STDP (stdp section)")
+        "stdp: unsupervised STDP (stdp section); eprop: forward-only e-prop (one hidden "
+        "LIF/ALIF layer, per-step cross-entropy on the LI readout)")
+    eprop_feedback: Literal["symmetric", "random"] = Field(
+        "symmetric", description="eprop: learning-signal weights (W_out or fixed random)")
     surrogate: Literal["fast_sigmoid", "arctan"] = Field(
         "fast_sigmoid", description="bptt: surrogate derivative of the spike")
     surrogate_slope: float = Field(10.0, gt=0, description="bptt: surrogate steepness")
@@ -284,6 +287,10 @@ def check_method_options(config: RunConfig) -> None:
         raise SpikeforgeError(
             "model.train_tau=true: trainable taus need train.method=bptt; "
             "set train.method=bptt or model.train_tau=false")
+    if method == "eprop" and config.train.loss == "first_spike":
+        raise SpikeforgeError(
+            "train.loss=first_spike needs train.method=eventprop; e-prop trains an LI "
+            "readout: use a readout loss (sum, sum_exp, max)")
     if method == "bptt" and config.train.loss == "first_spike":
         raise SpikeforgeError(
             "train.loss=first_spike needs train.method=eventprop (spike-time gradients); "

@@ -76,7 +76,7 @@ def train_settings(config: RunConfig) -> TrainSettings:
         lr_warmup=t.lr_warmup, loss=t.loss, reg_strength=t.reg_strength,
         reg_target_hz=t.reg_target_hz, grad_clip=t.grad_clip,
         silent_penalty=t.silent_penalty, method=t.method, seed=config.seed,
-        augment=tuple(config.data.augment),
+        augment=tuple(config.data.augment), eprop_feedback=t.eprop_feedback,
     )  # fmt: skip
 
 

@@ -20,6 +20,7 @@ from spikeforge.data import DatasetSplits, SpikeDataset, iterate_batches
 from spikeforge.data.augment import Augmenter
 from spikeforge.nn import SpikingNetwork
 from spikeforge.nn.bptt import dense_spike_count_penalty
+from spikeforge.train.eprop import EpropLearner, EpropSettings
 from spikeforge.train.losses import (
     first_spike_loss,
     first_spike_times,
@@ -42,7 +43,9 @@ class TrainSettings:
     reg_strength, reg_target_hz: hidden spike-count regulariser (Hz).
     grad_clip: max gradient norm (0: no clipping).
     silent_penalty: first_spike loss drive for silent correct-class outputs.
-    method: "eventprop" or "bptt" (how the regulariser reads hidden spikes).
+    method: "eventprop" or "bptt" (how the regulariser reads hidden spikes), or "eprop"
+    (forward-only e-prop gradients, :mod:`spikeforge.train.eprop`).
+    eprop_feedback: e-prop learning-signal weights, "symmetric" or "random".
     seed: seeds the batch order and augmentation of every epoch.
     augment: training augmentation specs, e.g. ``[{"name": "shift", "max_shift": 40}]``
         (see :mod:`spikeforge.data.augment`).
@@ -61,6 +64,7 @@ class TrainSettings:
     method: str = "eventprop"
     seed: int = 0
     augment: Sequence[dict[str, Any]] = field(default_factory=tuple)
+    eprop_feedback: str = "symmetric"
 
 
 def _lr_factor(schedule: str, epoch: int, epochs: int) -> float:
@@ -98,6 +102,9 @@ class Trainer:
         self.optimizer = torch.optim.Adam(network.parameters(), lr=settings.lr)
         # training-batch augmentation (settings.augment), seeded by (seed, epoch)
         self.augmenter = Augmenter.from_specs(settings.augment, splits.train)
+        self.eprop = None if settings.method != "eprop" else EpropLearner(network, EpropSettings(
+            settings.eprop_feedback, settings.reg_strength, settings.reg_target_hz,
+            settings.loss, settings.seed))
 
     @property
     def dt(self) -> float:
@@ -159,8 +166,11 @@ class Trainer:
                 for group in self.optimizer.param_groups:
                     group["lr"] = base_lr * warmup_factor(cfg.lr_warmup, epoch, batch, n_batches)
             self.optimizer.zero_grad()
-            loss, predictions = self._loss_and_predictions(events, labels)
-            (loss + self._regulariser()).backward()
+            if self.eprop is not None:  # gradients forward in time, written into .grad
+                loss, predictions = self.eprop.step(events, labels)
+            else:
+                loss, predictions = self._loss_and_predictions(events, labels)
+                (loss + self._regulariser()).backward()
             if cfg.grad_clip > 0:
                 torch.nn.utils.clip_grad_norm_(self.network.parameters(), cfg.grad_clip)
             self.optimizer.step()

@@ -53,6 +53,8 @@ def train(
              "(unsupervised).")] = None,
     seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
     out: Annotated[Path | None, typer.Option(help="Run folder (default runs/<data>).")] = None,
+    device: Annotated[str | None, typer.Option(
+        help="auto (CUDA when present), cpu, cuda or cuda:N (sets train.device).")] = None,
     set_: Annotated[list[str] | None, typer.Option("--set", help="Override: section.key=value")
                     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Last stdout line: JSON result.")
@@ -64,6 +66,7 @@ def train(
 
     overrides = dict(parse_override(item) for item in (set_ or []))
     flags = {"data.name": data, "train.epochs": epochs, "seed": seed, "train.method": method,
+             "train.device": device,
              "data.data_dir": str(data_dir.resolve()) if data_dir is not None else None}
     overrides.update({key: value for key, value in flags.items() if value is not None})
     resolved = load_config(config, overrides)
@@ -74,13 +77,15 @@ def train(
 @app.command()
 def evaluate(
     run_dir: Annotated[Path, typer.Argument(help="Run folder written by `spikeforge train`.")],
+    device: Annotated[str | None, typer.Option(
+        help="auto, cpu, cuda or cuda:N (default: the run's train.device).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Last stdout line: JSON result.")
                        ] = False,
 ) -> None:
     """Evaluate a trained run's final model on its test split."""
     from spikeforge.experiments.runner import evaluate_run
 
-    _emit(evaluate_run(run_dir), as_json)
+    _emit(evaluate_run(run_dir, device), as_json)
 
 
 # Further commands live in one module each under spikeforge.commands; every module

@@ -136,6 +136,10 @@ class TrainConfig(_Strict):
     silent_penalty: float = Field(
         1.0, ge=0, description="first_spike loss: drive for silent correct-class outputs")
     threads: int = Field(0, ge=0, description="CPU threads (0: all cores)")
+    device: str = Field(
+        "auto", pattern=r"^(auto|cpu|cuda|cuda:\d+)$",
+        description="where the network trains: auto (CUDA when present), cpu, cuda or "
+        "cuda:N (the N-th visible GPU)")
     method: Literal["eventprop", "bptt", "stdp", "eprop"] = Field(
         "eventprop", description="gradients: exact EventProp or surrogate-gradient BPTT; "
         "stdp: unsupervised STDP (stdp section); eprop: forward-only e-prop (one hidden "
@@ -302,9 +306,11 @@ def dump_config(config: RunConfig) -> str:
     return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
 
 
-RESUME_IGNORED: tuple[str, ...] = ("train.threads", "data.data_dir", "data.download")
+RESUME_IGNORED: tuple[str, ...] = ("train.threads", "train.device", "data.data_dir",
+                                    "data.download")
 """Config fields that do not change a run's results: a run, fold or sweep may resume with
-different values (where the data lives, whether to fetch it, how many CPU threads)."""
+different values (where the data lives, whether to fetch it, how many CPU threads, which
+device: checkpoints are device-independent, results agree up to float tolerance)."""
 
 
 def semantic_config(tree: dict[str, Any]) -> dict[str, Any]:

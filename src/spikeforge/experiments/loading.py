@@ -10,7 +10,10 @@ read back exactly as it was trained:
 * network: the config's :class:`~spikeforge.model.NetworkSpec`, sized by the data
   (inputs after delay-line expansion, classes), with the data's binning step as its one
   ``dt`` (checked), compiled by :func:`spikeforge.nn.build_network`;
-* weights: the run folder's ``model.pt``.
+* weights: the run folder's ``model.pt``;
+* device: ``train.device`` (``auto``, ``cpu``, ``cuda``, ``cuda:N``) resolved once by
+  :func:`resolve_device`; checkpoints load on the CPU and are then moved, so a run
+  trained on one device reads back on any other.
 
 Lower layers never see the run config: the trainer gets :class:`TrainSettings`, the
 network compiler gets the spec.
@@ -56,12 +59,41 @@ def network_spec(config: RunConfig, dataset: SpikeDataset) -> NetworkSpec:
     return spec
 
 
+def resolve_device(name: str | torch.device) -> torch.device:
+    """The torch device ``name`` names: ``"auto"`` is ``cuda`` when CUDA is available and
+    ``cpu`` otherwise; ``"cuda"`` / ``"cuda:N"`` must exist (else a
+    :class:`SpikeforgeError` naming the fix)."""
+    if isinstance(name, torch.device):
+        name = str(name)
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError as exc:
+        raise SpikeforgeError(f"unknown device {name!r}; use auto, cpu, cuda or cuda:N"
+                              ) from exc
+    if device.type == "cpu":
+        return device
+    if device.type != "cuda":
+        raise SpikeforgeError(f"unsupported device {name!r}; use auto, cpu, cuda or cuda:N")
+    if not torch.cuda.is_available():
+        raise SpikeforgeError(f"device {name} requested but CUDA is not available on this "
+                              f"machine (torch {torch.__version__}); use --device cpu or auto")
+    count = torch.cuda.device_count()
+    if device.index is not None and device.index >= count:
+        raise SpikeforgeError(f"device {name} requested but only {count} CUDA device(s) are "
+                              f"visible; use cuda:0 .. cuda:{count - 1}")
+    return device
+
+
 def run_network(config: RunConfig, splits: DatasetSplits,
-                device: str | torch.device = "cpu") -> SpikingNetwork:
+                device: str | torch.device | None = None) -> SpikingNetwork:
     """A freshly initialised network for ``config`` on ``splits`` (seeded by
-    ``config.seed``), compiled by :func:`spikeforge.nn.build_network` on ``device``."""
-    spec = network_spec(config, splits.train)
+    ``config.seed``), compiled by :func:`spikeforge.nn.build_network` on ``device``
+    (default: the config's ``train.device``, see :func:`resolve_device`)."""
     cfg = config.train
+    device = resolve_device(cfg.device if device is None else device)
+    spec = network_spec(config, splits.train)
     torch.manual_seed(config.seed)
     return build_network(spec, "bptt" if cfg.method == "bptt" else "eventprop", device,
                          surrogate=cfg.surrogate, surrogate_slope=cfg.surrogate_slope)
@@ -114,8 +146,10 @@ class LoadedRun:
                            self.splits if with_data else None)
 
 
-def open_run(run_dir: Path, device: str | torch.device = "cpu") -> LoadedRun:
-    """Rebuild the gradient-trained run in ``run_dir`` (see the module docstring)."""
+def open_run(run_dir: Path, device: str | torch.device | None = "cpu") -> LoadedRun:
+    """Rebuild the gradient-trained run in ``run_dir`` (see the module docstring) on
+    ``device`` (None: the run's ``train.device``); the weights are read on the CPU and
+    copied onto the network's device."""
     run_dir = Path(run_dir)
     config = read_run_config(run_dir)
     if config.train.method == "stdp":

@@ -18,7 +18,7 @@ from spikeforge.errors import SpikeforgeError
 from spikeforge.experiments import run_folder as rf
 from spikeforge.experiments.config import RunConfig, load_config
 from spikeforge.experiments.delay_plots import plot_delay_histograms
-from spikeforge.experiments.loading import open_run, run_network, run_trainer
+from spikeforge.experiments.loading import open_run, resolve_device, run_network, run_trainer
 from spikeforge.experiments.plots import plot_learning_curves, plot_raster
 from spikeforge.experiments.run_checks import check_epoch, check_splits
 from spikeforge.experiments.speaker_report import (
@@ -49,6 +49,7 @@ def train_run(config: RunConfig, out: Path, console: Console | None = None,
 
         return train_stdp_run(config, out, console, on_epoch, splits)
     console = console or Console(stderr=True)
+    resolve_device(config.train.device)  # a missing GPU fails before anything is read or written
     splits = splits or load_data(config.data)
     check_splits(splits)
     network = run_network(config, splits)
@@ -128,8 +129,9 @@ def finish_run(config, trainer: Trainer, out: Path, metrics, elapsed: float) -> 
     return results
 
 
-def evaluate_run(out: Path) -> dict[str, Any]:
-    """Evaluate a finished run folder's final model on its test split."""
+def evaluate_run(out: Path, device: str | None = None) -> dict[str, Any]:
+    """Evaluate a finished run folder's final model on its test split, on ``device``
+    (``auto``, ``cpu``, ``cuda``, ``cuda:N``; None: the run's ``train.device``)."""
     out = Path(out)
     if not (out / rf.CONFIG).is_file():
         raise SpikeforgeError(f"{out} is not a spikeforge run folder (no {rf.CONFIG})")
@@ -138,7 +140,7 @@ def evaluate_run(out: Path) -> dict[str, Any]:
         from spikeforge.experiments.stdp_runner import evaluate_stdp_run
 
         return evaluate_stdp_run(out)
-    run = open_run(out)
+    run = open_run(out, device)
     splits, trainer = run.splits, run_trainer(run.config, run.splits, run.network)
     test = trainer.evaluate(splits.test)
     per_speaker = report_evaluation(test, splits.test, out)

@@ -111,6 +111,23 @@ class Trainer:
         """The network's one time step (ms)."""
         return float(self.network.spec.dt)
 
+    @property
+    def device(self) -> torch.device:
+        """The device the network's parameters live on (batches are moved there)."""
+        return next(self.network.parameters()).device
+
+    def _to_device(self, events, labels: torch.Tensor):
+        """One batch on the network's device, moved once: labels as a tensor there and
+        the events dense on the device for a CUDA network (sparse :class:`Events` stay
+        on the host for the CPU drivers)."""
+        device = self.device
+        if device.type == "cpu":
+            return events, labels
+        probe = next(self.network.parameters())
+        dense = torch.from_numpy(events.to_dense()).to(device=device, dtype=probe.dtype,
+                                                       non_blocking=True)
+        return dense, labels.to(device, non_blocking=True)
+
     # -- one batch -------------------------------------------------------------------
     def _loss_and_predictions(self, events, labels) -> tuple[torch.Tensor, torch.Tensor]:
         cfg = self.settings
@@ -166,6 +183,7 @@ class Trainer:
                 for group in self.optimizer.param_groups:
                     group["lr"] = base_lr * warmup_factor(cfg.lr_warmup, epoch, batch, n_batches)
             self.optimizer.zero_grad()
+            events, labels = self._to_device(events, labels)
             if self.eprop is not None:  # gradients forward in time, written into .grad
                 loss, predictions = self.eprop.step(events, labels)
             else:
@@ -192,9 +210,9 @@ class Trainer:
         self.network.eval()
         losses, preds, labels_all, spikes, neuron_time = [], [], [], 0, 0.0
         for events, labels in iterate_batches(dataset, 256, False):
-            loss, predictions = self._loss_and_predictions(events, labels)
+            loss, predictions = self._loss_and_predictions(*self._to_device(events, labels))
             losses.append(loss.item() * len(labels))
-            preds.append(predictions.numpy())
+            preds.append(predictions.cpu().numpy())
             labels_all.append(labels.numpy())
             for record in self.network.spike_records()[: len(self.network.hidden_outputs)]:
                 spikes += record.events.n_events

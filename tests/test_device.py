@@ -11,7 +11,13 @@ import torch
 from spikeforge.data import DatasetSplits
 from spikeforge.errors import SpikeforgeError
 from spikeforge.experiments.config import load_config
-from spikeforge.experiments.loading import load_splits, network_spec, resolve_device, train_settings
+from spikeforge.experiments.loading import (
+    config_device,
+    load_splits,
+    network_spec,
+    resolve_device,
+    train_settings,
+)
 from spikeforge.nn import build_network
 from spikeforge.train.checkpoint import load_checkpoint, save_checkpoint
 from spikeforge.train.trainer import Trainer
@@ -34,6 +40,13 @@ def test_auto_is_the_cpu_without_cuda_and_cuda_is_refused():
     for name in ("cuda", "cuda:0"):
         with pytest.raises(SpikeforgeError, match="CUDA is not available"):
             resolve_device(name)
+
+
+@pytest.mark.parametrize("method", ["eprop", "stdp"])
+def test_cpu_only_methods_train_on_the_cpu(method):
+    assert config_device(load_config(None, {"train.method": method})) == torch.device("cpu")
+    with pytest.raises(SpikeforgeError, match="CPU only"):
+        config_device(load_config(None, {"train.method": method, "train.device": "cuda"}))
 
 
 @needs_cuda

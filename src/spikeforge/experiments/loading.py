@@ -86,13 +86,29 @@ def resolve_device(name: str | torch.device) -> torch.device:
     return device
 
 
+CPU_ONLY_METHODS = ("eprop", "stdp")
+"""Training methods whose engine runs on the CPU only (``auto`` is the CPU for them)."""
+
+
+def config_device(config: RunConfig) -> torch.device:
+    """The device ``config`` trains on: its ``train.device`` (:func:`resolve_device`), the
+    CPU for a method of :data:`CPU_ONLY_METHODS` (a clear error if it asks for CUDA)."""
+    method, name = config.train.method, config.train.device
+    if method not in CPU_ONLY_METHODS:
+        return resolve_device(name)
+    if name not in ("auto", "cpu"):
+        raise SpikeforgeError(f"train.method={method} runs on the CPU only, but "
+                              f"train.device={name}; use --device cpu or auto")
+    return torch.device("cpu")
+
+
 def run_network(config: RunConfig, splits: DatasetSplits,
                 device: str | torch.device | None = None) -> SpikingNetwork:
     """A freshly initialised network for ``config`` on ``splits`` (seeded by
     ``config.seed``), compiled by :func:`spikeforge.nn.build_network` on ``device``
     (default: the config's ``train.device``, see :func:`resolve_device`)."""
     cfg = config.train
-    device = resolve_device(cfg.device if device is None else device)
+    device = config_device(config) if device is None else resolve_device(device)
     spec = network_spec(config, splits.train)
     torch.manual_seed(config.seed)
     return build_network(spec, "bptt" if cfg.method == "bptt" else "eventprop", device,

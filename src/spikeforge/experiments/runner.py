@@ -18,7 +18,7 @@ from spikeforge.errors import SpikeforgeError
 from spikeforge.experiments import run_folder as rf
 from spikeforge.experiments.config import RunConfig, load_config
 from spikeforge.experiments.delay_plots import plot_delay_histograms
-from spikeforge.experiments.loading import open_run, resolve_device, run_network, run_trainer
+from spikeforge.experiments.loading import config_device, open_run, run_network, run_trainer
 from spikeforge.experiments.plots import plot_learning_curves, plot_raster
 from spikeforge.experiments.run_checks import check_epoch, check_splits
 from spikeforge.experiments.speaker_report import (
@@ -44,12 +44,12 @@ def train_run(config: RunConfig, out: Path, console: Console | None = None,
     to prune a sweep trial; the checkpoint is already written). ``splits`` replaces the
     dataset named in the config (cross-validation folds).
     """
+    config_device(config)  # a missing GPU fails before anything is read or written
     if config.train.method == "stdp":  # unsupervised route: its own runner, same folder
         from spikeforge.experiments.stdp_runner import train_stdp_run
 
         return train_stdp_run(config, out, console, on_epoch, splits)
     console = console or Console(stderr=True)
-    resolve_device(config.train.device)  # a missing GPU fails before anything is read or written
     splits = splits or load_data(config.data)
     check_splits(splits)
     network = run_network(config, splits)

@@ -13,9 +13,9 @@ from export_helpers import (
     untrained_digits_run,
 )
 from spikeforge.errors import SpikeforgeError
-from spikeforge.export import load_model_file, read_nir, to_nir, write_nir
+from spikeforge.export import from_nir, load_model_file, read_nir, to_nir, write_nir
 from spikeforge.export.agreement import spikeforge_output
-from spikeforge.neurons import ALIFParams, LIFParams
+from spikeforge.neurons import ALIFParams, CubaLIFParams, LIFParams
 
 nir = pytest.importorskip("nir", reason="NIR export needs the nir package (pip install nir)")
 
@@ -63,7 +63,7 @@ def test_import_folds_r_and_w_in_into_weights():
         node = graph.nodes[key]
         node.r = node.r * 4.0
         node.w_in = node.w_in / 4.0
-    back = __import__("spikeforge.export", fromlist=["from_nir"]).from_nir(graph)
+    back = from_nir(graph)
     events = random_events(seed=3)
     a, b = spikeforge_output(model, events), spikeforge_output(back, events)
     np.testing.assert_allclose(a.readout, b.readout, atol=1e-5)
@@ -90,18 +90,27 @@ def test_unknown_node_type_is_rejected_with_its_type(tmp_path):
 
 def test_known_but_inexpressible_node_names_node_and_type():
     graph = to_nir(small_model())
-    node = graph.nodes["lif1"]
-    graph.nodes["lif1"] = nir.LIF(tau=node.tau_mem, r=node.r, v_leak=node.v_leak,
-                                  v_threshold=node.v_threshold)
-    with pytest.raises(SpikeforgeError, match="'lif1' has type LIF.*no synaptic current"):
-        __import__("spikeforge.export", fromlist=["from_nir"]).from_nir(graph)
+    graph.nodes["lif1"] = nir.Delay(delay=np.full(15, 1e-3))
+    with pytest.raises(SpikeforgeError, match="'lif1' has type Delay.*per-synapse"):
+        from_nir(graph)
 
 
-def test_non_uniform_layer_parameters_are_rejected():
-    graph = to_nir(small_model())
+def test_per_neuron_time_constants_import_as_per_neuron_values():
+    """A tau_mem that differs between neurons becomes the general model's per-neuron taus;
+    the layer then runs as before for every neuron but the changed one."""
+    model = small_model()
+    graph = to_nir(model)
     graph.nodes["lif0"].tau_mem[3] = 0.05
-    with pytest.raises(SpikeforgeError, match="'lif0'.*tau_mem differs"):
-        __import__("spikeforge.export", fromlist=["from_nir"]).from_nir(graph)
+    back = from_nir(graph)
+    neuron = back.network.spec.layers[0].neuron
+    assert isinstance(neuron, CubaLIFParams)
+    assert neuron.tau_mem_per_neuron[3] == pytest.approx(50.0)
+    assert neuron.tau_mem_per_neuron[0] == pytest.approx(20.0)
+    events = random_events(seed=2)
+    a, b = spikeforge_output(model, events), spikeforge_output(back, events)
+    keep = np.arange(20) != 3
+    np.testing.assert_array_equal(a.counts[0][..., keep], b.counts[0][..., keep])
+    assert a.counts[0][..., 3].sum() != b.counts[0][..., 3].sum()
 
 
 def test_cli_export_and_import_round_trip(tmp_path):

@@ -7,16 +7,20 @@ See :mod:`spikeforge.neurons.base` for the contract every model follows and
 from __future__ import annotations
 
 from spikeforge.errors import SpikeforgeError
-from spikeforge.neurons import alif, delta_lif, lif
+from spikeforge.neurons import alif, cuba_lif, delta_lif, if_, lif
 from spikeforge.neurons.alif import ALIFParams
 from spikeforge.neurons.base import FEATURES, NeuronModel
+from spikeforge.neurons.cuba_lif import CubaLIFParams
 from spikeforge.neurons.delta_lif import DeltaLIFParams
+from spikeforge.neurons.if_ import IFParams
 from spikeforge.neurons.lif import LIFParams
 
 MODELS: dict[type, NeuronModel] = {
     lif.LIFParams: lif.MODEL,
     alif.ALIFParams: alif.MODEL,
     delta_lif.DeltaLIFParams: delta_lif.MODEL,
+    cuba_lif.CubaLIFParams: cuba_lif.MODEL,
+    if_.IFParams: if_.MODEL,
 }
 """Registry: parameter dataclass -> its neuron model."""
 
@@ -32,5 +36,5 @@ def model_of(params) -> NeuronModel:
         ) from None
 
 
-__all__ = ["ALIFParams", "DeltaLIFParams", "FEATURES", "LIFParams", "MODELS", "NeuronModel",
-           "model_of"]
+__all__ = ["ALIFParams", "CubaLIFParams", "DeltaLIFParams", "FEATURES", "IFParams", "LIFParams",
+           "MODELS", "NeuronModel", "model_of"]

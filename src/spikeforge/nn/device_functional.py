@@ -125,6 +125,16 @@ def uses_device_path(x: torch.Tensor, backend: str) -> bool:
     return backend == "torch" or x.is_cuda
 
 
+def _function_for(call: DeviceCall, x: torch.Tensor) -> type:
+    """The fused CUDA kernels (:mod:`spikeforge.nn.gpu_functional`) where they run this
+    call (CUDA input, a GPU numba.cuda can use, a covered model), else the torch loop."""
+    if not x.is_cuda:
+        return DeviceEventPropFunction
+    from spikeforge.nn.gpu_functional import fused_function  # imports this module
+
+    return fused_function(call, x) or DeviceEventPropFunction
+
+
 def run_device(layer, x: torch.Tensor) -> torch.Tensor:
     """Forward of a spikeforge layer with dense synapses on the torch (CUDA) path; spiking
     outputs carry a :class:`DeviceSpikeRecord` (also left in ``layer.last_record``)."""
@@ -134,7 +144,7 @@ def run_device(layer, x: torch.Tensor) -> torch.Tensor:
                           layer.weight).detach(),
         min_vdot=getattr(layer, "min_vdot", DEFAULT_MIN_VDOT), upstream=upstream_record(x),
     )  # fmt: skip
-    out = DeviceEventPropFunction.apply(x, layer.weight, layer.recurrent_weight, call)
+    out = _function_for(call, x).apply(x, layer.weight, layer.recurrent_weight, call)
     if not call.spiking:
         return out
     layer.last_record = call.output

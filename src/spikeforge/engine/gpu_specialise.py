@@ -1,0 +1,73 @@
+"""Compile a CUDA kernel template for one neuron model: the CUDA counterpart of
+:mod:`spikeforge.engine.specialise`.
+
+The templates in :mod:`gpu_loop` call a neuron model's step maths through the same
+global names as the CPU drivers (``model_integrate`` ... ``model_jump``,
+``factor_column``, ``N_SPIKE_VALUES``) plus ``STATE_DTYPE``, the dtype of the
+thread-local state. :func:`gpu_specialise` binds them to the model's own functions
+compiled with ``numba.cuda.jit(device=True)`` (the same pure scalar arithmetic the CPU
+drivers compile with ``njit``: one source of truth), copies the template with those
+globals (as ``specialise`` does: a new function object over the template's code) and
+compiles it with ``numba.cuda.jit``. Compiled kernels are kept per (template, model,
+dtype) for the life of the process.
+
+Under Numba's CUDA simulator (``NUMBA_ENABLE_CUDASIM=1``, set before numba is first
+imported) the same call gives kernels that run on the CPU, which is how the tests check
+these kernels against the CPU drivers on machines without a GPU.
+"""
+
+from __future__ import annotations
+
+import types
+from collections.abc import Callable
+from functools import cache
+
+import numpy as np
+from numba import cuda, float32, float64
+
+from spikeforge.neurons.base import NeuronModel
+
+MATHS = ("integrate", "margin", "reset", "spike_values", "adjoint_integrate",
+         "jump_denominator", "jump")
+STATE_DTYPES = {np.dtype(np.float32): float32, np.dtype(np.float64): float64}
+"""Numba scalar type of the kernels' thread-local state per array dtype."""
+
+
+def _copy(template: Callable, name: str, glob: dict) -> Callable:
+    """A copy of ``template`` named ``name`` with globals ``glob``."""
+    code = template.__code__.replace(co_name=name, co_qualname=name)
+    function = types.FunctionType(code, glob, name, template.__defaults__)
+    function.__module__ = template.__module__
+    function.__doc__ = template.__doc__
+    return function
+
+
+def _factor_column(n_factors: int) -> Callable:
+    """``factor_column(table, j)``: neuron j's factors as a tuple of scalars."""
+    items = ", ".join(f"table[{k}, j]" for k in range(n_factors))
+    namespace: dict = {}
+    exec(f"def factor_column(table, j):\n    return ({items},)\n", namespace)  # noqa: S102
+    return cuda.jit(device=True)(namespace["factor_column"])
+
+
+@cache
+def _device_maths(model: NeuronModel) -> dict[str, object]:
+    """The model's step functions as CUDA device functions, and its constants."""
+    glob: dict[str, object] = {
+        f"model_{name}": cuda.jit(device=True)(getattr(model, name))
+        for name in MATHS if getattr(model, name) is not None
+    }
+    glob["N_SPIKE_VALUES"] = model.n_spike_values
+    glob["factor_column"] = _factor_column(len(model.factor_names))
+    return glob
+
+
+@cache
+def gpu_specialise(template: Callable, model: NeuronModel, dtype: np.dtype) -> Callable:
+    """``template`` (a kernel of :mod:`gpu_loop`) compiled by ``numba.cuda.jit`` with
+    ``model``'s maths bound in and thread-local state of ``dtype`` (float32 or
+    float64); launch it as ``kernel[blocks, threads](...)``."""
+    state = STATE_DTYPES[np.dtype(dtype)]
+    name = f"{template.__name__}__{model.name}_{np.dtype(dtype).name}"
+    glob = {**template.__globals__, **_device_maths(model), "STATE_DTYPE": state}
+    return cuda.jit(_copy(template, name, glob))

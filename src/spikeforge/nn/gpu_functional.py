@@ -1,0 +1,82 @@
+"""The EventProp autograd Function on the fused CUDA kernels (:mod:`spikeforge.engine.gpu_api`).
+
+Chosen by :func:`spikeforge.nn.device_functional.run_device` for a layer whose input is
+a CUDA tensor when numba.cuda can use the GPU and the kernels cover the layer's model
+(:func:`fused_function`); otherwise the torch dense loop runs. It keeps the torch
+path's interface exactly: dense spike tensors ``[B, T, N]`` between layers, each with a
+:class:`DeviceSpikeRecord` into which consumers add their timing sensitivities. Inside,
+the kernels record spikes sparsely and keep no state trace.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from spikeforge.engine import gpu_api
+from spikeforge.nn.device_functional import DeviceCall, DeviceSpikeRecord
+
+
+def fused_function(call: DeviceCall, x: torch.Tensor) -> type | None:
+    """:class:`FusedEventPropFunction` when the fused kernels run this layer call (CUDA
+    input, a GPU numba.cuda can use, a model and size the kernels cover), else None."""
+    if x.is_cuda and gpu_api.available() and gpu_api.supports(call.model, call.table.shape[1],
+                                                              x.dtype):
+        return FusedEventPropFunction
+    return None
+
+
+def _spike_timing(record: DeviceSpikeRecord, spikes: gpu_api.DeviceSpikes,
+                  grad: torch.Tensor | None) -> torch.Tensor:
+    """dL/dt of every spike as a [B, cap] buffer: consumers' exact share plus the
+    dense-gradient difference (G[n+1] - G[n]) / dt of generic consumers."""
+    dldt = record.dldt
+    record.dldt = torch.zeros_like(dldt)
+    if grad is not None:
+        following = torch.cat([grad[:, 1:], torch.zeros_like(grad[:, :1])], dim=1)
+        dldt = dldt + (following - grad) / record.dt
+    return spikes.gather(dldt)
+
+
+class FusedEventPropFunction(torch.autograd.Function):
+    """A layer on the fused kernels: x [B, T, in] -> spikes [B, T, N] (float 0/1) or, for
+    a readout, V [B, T, N]; layer weights are [out, in] as in torch."""
+
+    @staticmethod
+    def forward(ctx, x, w_in, w_rec, call: DeviceCall):
+        neurons = gpu_api.DeviceNeurons(call.model, call.table, call.dt, call.spiking)
+        w_rec_t = None if w_rec is None else w_rec.detach().t()
+        out = gpu_api.forward(x.detach(), w_in.detach().t(), w_rec_t, neurons)
+        ctx.call, ctx.neurons, ctx.spikes = call, neurons, None
+        ctx.save_for_backward(x, w_in, w_rec)
+        if not call.spiking:
+            return out
+        ctx.spikes = out
+        dense = out.to_dense(dtype=x.dtype)
+        x1 = out.to_dense(out.x1)
+        x2 = out.to_dense(out.x2) if out.x2.shape[1] else x1
+        call.output = DeviceSpikeRecord(dense > 0, x1, x2, call.dt)
+        return dense
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        x, w_in, w_rec = ctx.saved_tensors
+        call: DeviceCall = ctx.call
+        need_x = ctx.needs_input_grad[0]
+        timing = dict(grad_v=grad_out)
+        if call.spiking:
+            timing = dict(spikes=ctx.spikes,
+                          spike_dldt=_spike_timing(call.output, ctx.spikes, grad_out))
+        upstream = need_x and call.upstream is not None
+        grads = gpu_api.backward(
+            x.detach(), w_in.detach().t(), None if w_rec is None else w_rec.detach().t(),
+            ctx.neurons, want_input_timing=upstream, want_trace=need_x and not upstream,
+            min_vdot=call.min_vdot, **timing,
+        )  # fmt: skip
+        grad_x = None
+        if upstream:
+            call.upstream.dldt += grads.input_dldt
+            grad_x = torch.zeros_like(x)
+        elif need_x:
+            grad_x = grads.lam_i_trace @ w_in
+        grad_w_rec = None if w_rec is None else grads.grad_w_rec.t()
+        return grad_x, grads.grad_w_in.t(), grad_w_rec, None

@@ -55,7 +55,10 @@ def register(app: typer.Typer) -> None:
         nir_file: Annotated[Path, typer.Argument(help="NIR graph (HDF5) to import.")],
         out: Annotated[Path, typer.Option(help="spikeforge model file to write (.pt).")],
         dt: Annotated[float | None, typer.Option(
-            help="Simulation step in ms (default: from the file, else 1.0).")] = None,
+            help="Time step in ms the graph was written for and simulated at: a spike is "
+                 "one step of amplitude 1 (snnTorch: 0.1, Norse: its from_nir dt, 1.0 by "
+                 "default; Sinabs: 1000, one step per NIR second). Default: from a "
+                 "spikeforge file, else 1.0.")] = None,
         readout: Annotated[str | None, typer.Option(
             help="sum, sum_exp, max or first_spike (default: from the file).")] = None,
         as_json: Annotated[bool, typer.Option("--json", help="Print one JSON line.")] = False,

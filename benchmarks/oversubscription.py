@@ -7,7 +7,11 @@ before the job and stopped after it. Conditions: idle / hog x ``train.threads`` 
 before). Runs alternate between conditions; prints one JSON object per run, then the
 median ``train_seconds`` per condition and the hog/idle ratios.
 
-    python benchmarks/oversubscription.py [--repeats 3] [--threads 0,2]
+    python benchmarks/oversubscription.py [--repeats 3] [--threads 0,2] [--wait-idle 600]
+
+``--wait-idle S`` waits (up to S seconds) before each run until other processes use less
+than 0.3 cores (a 1 s ``/proc/stat`` sample), for a shared machine; each row records the
+load seen just before it started.
 """
 
 from __future__ import annotations
@@ -22,6 +26,19 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+
+def _wait_idle(limit_s: float) -> float:
+    """Wait until other processes keep < 0.3 cores busy (at most ``limit_s``); the last
+    sampled load in cores."""
+    from spikeforge.threads import affinity_cpus, busy_from_sample
+
+    deadline = time.monotonic() + limit_s
+    while True:
+        busy = busy_from_sample(affinity_cpus(), seconds=1.0) or 0.0
+        if busy < 0.3 or time.monotonic() > deadline:
+            return busy
+        time.sleep(5.0)
 
 
 def _train(threads: int, hog: bool) -> dict:
@@ -51,13 +68,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", default=f"0,{os.cpu_count()}",
                         help="comma-separated train.threads settings")
+    parser.add_argument("--wait-idle", type=float, default=0.0,
+                        help="wait up to this many s for an idle machine before each run")
     args = parser.parse_args(argv)
     settings = [int(t) for t in args.threads.split(",")]
     rows = []
     for repeat in range(args.repeats):
         for threads in settings:
             for hog in (False, True):
-                row = {"repeat": repeat, **_train(threads, hog)}
+                busy = _wait_idle(args.wait_idle) if args.wait_idle > 0 else None
+                row = {"repeat": repeat, "busy_cores_before": busy, **_train(threads, hog)}
                 rows.append(row)
                 print(json.dumps(row), flush=True)
     for threads in settings:

@@ -133,10 +133,12 @@ class _DelayedLayer(nn.Module):
 
 
     def __init__(
-        self, in_features: int, out_features: int, params: LIFParams, dt: float, *,
-        recurrent: bool, max_delay: float, delay_init: str | float, learn_delays: bool,
-        delay_mode: str, method: str, backend: str, weight_mean: float, weight_std: float,
-        recurrent_std: float, min_vdot: float, surrogate_slope: float,
+        self, in_features: int, out_features: int, params: LIFParams, dt: float = 1.0, *,
+        recurrent: bool = False, max_delay: float = 20.0, delay_init: str | float = "uniform",
+        learn_delays: bool = True, delay_mode: str = "interpolate", method: str = "eventprop",
+        backend: str = "auto", weight_mean: float = 0.0, weight_std: float = 1.0,
+        recurrent_std: float = 0.5, min_vdot: float = DEFAULT_MIN_VDOT,
+        surrogate_slope: float = 10.0,
     ) -> None:  # fmt: skip
         super().__init__()
         name = type(self).__name__
@@ -278,21 +280,12 @@ class DelayedLIF(_DelayedLayer):
     def __init__(
         self, in_features: int, out_features: int, recurrent: bool = False,
         tau_mem: float = 20.0, tau_syn: float = 5.0, threshold: float = 1.0, dt: float = 1.0,
-        *, max_delay: float = 20.0, delay_init: str | float = "uniform",
-        learn_delays: bool = True, delay_mode: str = "interpolate", method: str = "eventprop",
-        dense_output: bool = True, backend: str = "auto", weight_mean: float = 0.0,
-        weight_std: float = 1.0, recurrent_std: float = 0.5,
-        min_vdot: float = DEFAULT_MIN_VDOT, surrogate_slope: float = 10.0,
-        params: LIFParams | None = None,
+        *, dense_output: bool = True, params: LIFParams | None = None, **options,
     ) -> None:  # fmt: skip
         if params is None:
             params = LIFParams(tau_mem=tau_mem, tau_syn=tau_syn, threshold=threshold)
-        super().__init__(
-            in_features, out_features, params, dt, recurrent=recurrent, max_delay=max_delay,
-            delay_init=delay_init, learn_delays=learn_delays, delay_mode=delay_mode,
-            method=method, backend=backend, weight_mean=weight_mean, weight_std=weight_std,
-            recurrent_std=recurrent_std, min_vdot=min_vdot, surrogate_slope=surrogate_slope,
-        )  # fmt: skip
+        super().__init__(in_features, out_features, params, dt, recurrent=recurrent, **options)
+        method = options.get("method", "eventprop")
         self.dense_output = dense_output or method == "bptt"
 
 
@@ -303,16 +296,8 @@ class DelayedLI(_DelayedLayer):
 
     def __init__(
         self, in_features: int, out_features: int, tau_mem: float = 20.0,
-        tau_syn: float = 5.0, dt: float = 1.0, *, max_delay: float = 20.0,
-        delay_init: str | float = "uniform", learn_delays: bool = True,
-        delay_mode: str = "interpolate", method: str = "eventprop", backend: str = "auto",
-        weight_mean: float = 0.0, weight_std: float = 1.0, params: LIFParams | None = None,
+        tau_syn: float = 5.0, dt: float = 1.0, *, params: LIFParams | None = None, **options,
     ) -> None:  # fmt: skip
         if params is None:
             params = LIFParams(tau_mem=tau_mem, tau_syn=tau_syn, spiking=False)
-        super().__init__(
-            in_features, out_features, params, dt, recurrent=False, max_delay=max_delay,
-            delay_init=delay_init, learn_delays=learn_delays, delay_mode=delay_mode,
-            method=method, backend=backend, weight_mean=weight_mean, weight_std=weight_std,
-            recurrent_std=0.0, min_vdot=DEFAULT_MIN_VDOT, surrogate_slope=10.0,
-        )  # fmt: skip
+        super().__init__(in_features, out_features, params, dt, **options)

@@ -9,15 +9,14 @@ rule (``readout``: how class scores are read from the output layer).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 
 from spikeforge.data import DatasetSplits
 from spikeforge.errors import SpikeforgeError
-from spikeforge.model import LayerSpec, LIFParams, NetworkSpec
+from spikeforge.model.serialize import spec_from_dict, spec_to_dict
 from spikeforge.nn import SpikingNetwork, build_network
 from spikeforge.train.checkpoint import load_checkpoint, save_checkpoint
 
@@ -35,17 +34,6 @@ class LoadedModel:
     network: SpikingNetwork
     readout: str
     splits: DatasetSplits | None = None
-
-
-def spec_to_dict(spec: NetworkSpec) -> dict[str, Any]:
-    return asdict(spec)
-
-
-def spec_from_dict(data: dict[str, Any]) -> NetworkSpec:
-    layers = tuple(
-        LayerSpec(**{**layer, "neuron": LIFParams(**layer["neuron"])}) for layer in data["layers"]
-    )
-    return NetworkSpec(n_inputs=int(data["n_inputs"]), layers=layers, dt=float(data["dt"]))
 
 
 def save_model_file(path: Path, model: LoadedModel) -> None:

@@ -189,7 +189,7 @@ def _row(record: dict, base: dict | None) -> str:
     memory = record.get("binary_peak_rss_mb", record["peak_rss_mb"])
     return (f"| {record['net']} | {record['simulator']} | {record['threads']} "
             f"| {record['build_s']:.2f} | {record['compile_s']:.2f} | {record['run_s']:.3f} "
-            f"| {record['run_s'] / sim_s:.3f} | {record['batch'] / record['run_s']:.0f} "
+            f"| {record['run_s'] / sim_s:.3g} | {record['batch'] / record['run_s']:.3g} "
             f"| {memory:.0f} | {record['spikes']} | {record['identical']:.4f} "
             f"| {ratio:.1f} |")
 

@@ -152,28 +152,21 @@ def train_batch(
     filt = readout_column(rtable, 0)
     for c in prange(n_chunks):
         grad, grad_out = grad_parts[c], grad_out_parts[c]
-        v = np.zeros(n_out, dtype=w.dtype)
-        i_syn, aux, s, psi, signal = v.copy(), v.copy(), v.copy(), v.copy(), v.copy()
-        zv, zi = v.copy(), v.copy()
-        rv = np.zeros(n_classes, dtype=w.dtype)
-        ri, error = rv.copy(), rv.copy()
+        hidden = np.zeros((5, n_out), dtype=w.dtype)  # state and its readout filters
+        v, i_syn, aux, zv, zi = hidden[0], hidden[1], hidden[2], hidden[3], hidden[4]
+        s, psi, signal = (np.zeros(n_out, dtype=w.dtype), np.zeros(n_out, dtype=w.dtype),
+                          np.zeros(n_out, dtype=w.dtype))
+        readout = np.zeros((2, n_classes), dtype=w.dtype)
+        rv, ri = readout[0], readout[1]
+        error = np.zeros(n_classes, dtype=w.dtype)
         pre = np.zeros(n_pre, dtype=w.dtype)
-        ev = np.zeros((n_pre, n_out), dtype=w.dtype)
-        ei, ea, fv, fi, e_sum = ev.copy(), ev.copy(), ev.copy(), ev.copy(), ev.copy()
+        traces = np.zeros((6, n_pre, n_out), dtype=w.dtype)  # eligibility vectors per synapse
+        ev, ei, ea, fv, fi, e_sum = (traces[0], traces[1], traces[2], traces[3], traces[4],
+                                     traces[5])
         for b in range(c, n_batch, n_chunks):
-            v[:] = 0.0
-            i_syn[:] = 0.0
-            aux[:] = 0.0
-            zv[:] = 0.0
-            zi[:] = 0.0
-            rv[:] = 0.0
-            ri[:] = 0.0
-            ev[:] = 0.0
-            ei[:] = 0.0
-            ea[:] = 0.0
-            fv[:] = 0.0
-            fi[:] = 0.0
-            e_sum[:] = 0.0
+            hidden[:] = 0.0
+            readout[:] = 0.0
+            traces[:] = 0.0
             p, p_end, loss = in_ptr[b], in_ptr[b + 1], 0.0
             for n in range(n_steps):
                 hidden_step(v, i_syn, aux, table, s, psi, kind, slope)

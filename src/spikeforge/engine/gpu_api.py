@@ -210,18 +210,11 @@ def forward(inputs: Events | torch.Tensor, w_in: torch.Tensor, w_rec: torch.Tens
     return DeviceSpikes(n_steps, n_out, step, unit, x1, x2, count)
 
 
-def backward(
-    inputs: Events | torch.Tensor,
-    w_in: torch.Tensor,
-    w_rec: torch.Tensor | None,
-    neurons: DeviceNeurons,
-    spikes: DeviceSpikes | None = None,
-    spike_dldt: torch.Tensor | None = None,
-    grad_v: torch.Tensor | None = None,
-    want_input_timing: bool = False,
-    want_trace: bool = False,
-    min_vdot: float = DEFAULT_MIN_VDOT,
-) -> LayerGrads:
+def backward(inputs: Events | torch.Tensor, w_in: torch.Tensor, w_rec: torch.Tensor | None,
+             neurons: DeviceNeurons, spikes: DeviceSpikes | None = None,
+             spike_dldt: torch.Tensor | None = None, grad_v: torch.Tensor | None = None,
+             want_input_timing: bool = False, want_trace: bool = False,
+             min_vdot: float = DEFAULT_MIN_VDOT) -> LayerGrads:
     """EventProp backward of :func:`forward` (see :func:`spikeforge.engine.api.backward`).
 
     Spiking layers pass their ``spikes`` and ``spike_dldt`` [B, cap], the timing

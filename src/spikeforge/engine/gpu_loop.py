@@ -61,6 +61,16 @@ def threads_for(n_out: int) -> int:
     return min(MAX_THREADS, max(32, -(-wanted // 32) * 32))
 
 
+@cuda.jit(device=True)
+def zero_locals(a, b, c, d):
+    """Zero four thread-local state arrays (pass one twice for three)."""
+    for r in range(a.shape[0]):
+        a[r] = 0.0
+        b[r] = 0.0
+        c[r] = 0.0
+        d[r] = 0.0
+
+
 def forward(currents, w_rec, table, n_steps, spiking, out_step, out_unit, out_x1, out_x2,
             out_count, v_out):  # fmt: skip
     """Simulate one sample per block (template: bound to a neuron model by
@@ -84,10 +94,7 @@ def forward(currents, w_rec, table, n_steps, spiking, out_step, out_unit, out_x1
     v = cuda.local.array(MAX_PER_THREAD, STATE_DTYPE)  # noqa: F821
     i_syn = cuda.local.array(MAX_PER_THREAD, STATE_DTYPE)  # noqa: F821
     aux = cuda.local.array(MAX_PER_THREAD, STATE_DTYPE)  # noqa: F821
-    for r in range(MAX_PER_THREAD):
-        v[r] = 0.0
-        i_syn[r] = 0.0
-        aux[r] = 0.0
+    zero_locals(v, i_syn, aux, aux)
     cuda.syncthreads()
     first = 0
     for n in range(n_steps):
@@ -147,11 +154,7 @@ def backward(w_rec, table, inv_dt, n_steps, spiking, sp_step, sp_unit, sp_x1, sp
     lam_i = cuda.local.array(MAX_PER_THREAD, STATE_DTYPE)  # noqa: F821
     lam_a = cuda.local.array(MAX_PER_THREAD, STATE_DTYPE)  # noqa: F821
     lam_i_next = cuda.local.array(MAX_PER_THREAD, STATE_DTYPE)  # noqa: F821
-    for r in range(MAX_PER_THREAD):
-        lam_v[r] = 0.0
-        lam_i[r] = 0.0
-        lam_a[r] = 0.0
-        lam_i_next[r] = 0.0
+    zero_locals(lam_v, lam_i, lam_a, lam_i_next)
     k = min(sp_count[b], sp_step.shape[1]) - 1 if spiking else -1
     for n in range(n_steps - 1, -1, -1):
         k_hi = k

@@ -18,36 +18,19 @@ these kernels against the CPU drivers on machines without a GPU.
 
 from __future__ import annotations
 
-import types
 from collections.abc import Callable
 from functools import cache
 
 import numpy as np
 from numba import cuda, float32, float64
 
+from spikeforge.engine.specialise import copy_function, factor_column_function
 from spikeforge.neurons.base import NeuronModel
 
 MATHS = ("integrate", "margin", "reset", "spike_values", "adjoint_integrate",
          "jump_denominator", "jump")
 STATE_DTYPES = {np.dtype(np.float32): float32, np.dtype(np.float64): float64}
 """Numba scalar type of the kernels' thread-local state per array dtype."""
-
-
-def _copy(template: Callable, name: str, glob: dict) -> Callable:
-    """A copy of ``template`` named ``name`` with globals ``glob``."""
-    code = template.__code__.replace(co_name=name, co_qualname=name)
-    function = types.FunctionType(code, glob, name, template.__defaults__)
-    function.__module__ = template.__module__
-    function.__doc__ = template.__doc__
-    return function
-
-
-def _factor_column(n_factors: int) -> Callable:
-    """``factor_column(table, j)``: neuron j's factors as a tuple of scalars."""
-    items = ", ".join(f"table[{k}, j]" for k in range(n_factors))
-    namespace: dict = {}
-    exec(f"def factor_column(table, j):\n    return ({items},)\n", namespace)  # noqa: S102
-    return cuda.jit(device=True)(namespace["factor_column"])
 
 
 @cache
@@ -58,7 +41,8 @@ def _device_maths(model: NeuronModel) -> dict[str, object]:
         for name in MATHS if getattr(model, name) is not None
     }
     glob["N_SPIKE_VALUES"] = model.n_spike_values
-    glob["factor_column"] = _factor_column(len(model.factor_names))
+    glob["factor_column"] = cuda.jit(device=True)(
+        factor_column_function(len(model.factor_names)))
     return glob
 
 
@@ -70,4 +54,4 @@ def gpu_specialise(template: Callable, model: NeuronModel, dtype: np.dtype) -> C
     state = STATE_DTYPES[np.dtype(dtype)]
     name = f"{template.__name__}__{model.name}_{np.dtype(dtype).name}"
     glob = {**template.__globals__, **_device_maths(model), "STATE_DTYPE": state}
-    return cuda.jit(_copy(template, name, glob))
+    return cuda.jit(copy_function(template, name, glob))

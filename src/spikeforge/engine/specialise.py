@@ -36,7 +36,7 @@ MATHS = ("integrate", "margin", "reset", "spike_values", "adjoint_integrate",
          "jump_denominator", "jump", "pseudo_derivative", "eligibility_step")
 
 
-def _copy(template: Callable, name: str, glob: dict) -> Callable:
+def copy_function(template: Callable, name: str, glob: dict) -> Callable:
     """A copy of ``template`` named ``name`` with globals ``glob``."""
     code = template.__code__.replace(co_name=name, co_qualname=name)
     function = types.FunctionType(code, glob, name, template.__defaults__)
@@ -45,14 +45,14 @@ def _copy(template: Callable, name: str, glob: dict) -> Callable:
     return function
 
 
-def _factor_column(n_factors: int) -> Callable:
-    """``factor_column(table, j)``: neuron j's factors as a tuple of scalars (a tuple, not
-    the view ``table[:, j]``: a view per neuron and step costs a reference count and
-    blocks vectorisation, about 3x slower)."""
+def factor_column_function(n_factors: int) -> Callable:
+    """Plain Python ``factor_column(table, j)``: neuron j's factors as a tuple of scalars
+    (a tuple, not the view ``table[:, j]``: a view per neuron and step costs a reference
+    count and blocks vectorisation, about 3x slower). Compile it for the target."""
     items = ", ".join(f"table[{k}, j]" for k in range(n_factors))
     namespace: dict = {}
     exec(f"def factor_column(table, j):\n    return ({items},)\n", namespace)  # noqa: S102
-    return njit(inline="always")(namespace["factor_column"])
+    return namespace["factor_column"]
 
 
 @cache
@@ -62,10 +62,11 @@ def _compiled_maths(model: NeuronModel) -> dict[str, Callable]:
     glob = {f"model_{name}": njit(inline="always", fastmath=True)(getattr(model, name))
             for name in MATHS if getattr(model, name) is not None}
     glob["N_SPIKE_VALUES"] = model.n_spike_values
-    glob["factor_column"] = _factor_column(len(model.factor_names))
+    glob["factor_column"] = njit(inline="always")(
+        factor_column_function(len(model.factor_names)))
     for name in event_loop.TEMPLATE_HELPERS:
         helper = getattr(event_loop, name)
-        bound = _copy(helper, f"{name}__{model.name}", {**helper.__globals__, **glob})
+        bound = copy_function(helper, f"{name}__{model.name}", {**helper.__globals__, **glob})
         glob[name] = njit(inline="always", fastmath=True)(bound)
     return glob
 
@@ -80,7 +81,7 @@ def _module_helpers(module_name: str, model: NeuronModel) -> dict[str, Callable]
     glob = dict(_compiled_maths(model))
     for name in names:
         helper = getattr(module, name)
-        bound = _copy(helper, f"{name}__{model.name}", {**helper.__globals__, **glob})
+        bound = copy_function(helper, f"{name}__{model.name}", {**helper.__globals__, **glob})
         glob[name] = njit(inline="always", fastmath=True)(bound)
     return {name: glob[name] for name in names}
 
@@ -98,6 +99,6 @@ def _source_tag(model: NeuronModel, template: Callable) -> str:
 def specialise(template: Callable, model: NeuronModel, parallel: bool = True) -> Callable:
     """``template`` compiled (Numba, cached on disk) with ``model``'s maths bound in."""
     name = f"{template.__name__}__{model.name}_{_source_tag(model, template)}"
-    function = _copy(template, name, {**template.__globals__, **_compiled_maths(model),
+    function = copy_function(template, name, {**template.__globals__, **_compiled_maths(model),
                                       **_module_helpers(template.__module__, model)})
     return njit(cache=True, parallel=parallel, fastmath=True)(function)

@@ -70,8 +70,10 @@ def upstream_record(x: torch.Tensor) -> DeviceSpikeRecord | None:
     return record if isinstance(record, DeviceSpikeRecord) else None
 
 
-def _timing_from_dense(record: DeviceSpikeRecord, grad: torch.Tensor | None) -> torch.Tensor:
-    """dL/dt of every spike: consumers' exact share plus the dense-gradient difference."""
+def spike_timing_dense(record: DeviceSpikeRecord, grad: torch.Tensor | None) -> torch.Tensor:
+    """dL/dt of every spike [B, T, N] (0 elsewhere): the consumers' exact share in the
+    record (which is then cleared) plus generic consumers' dense-gradient difference
+    (G[n+1] - G[n]) / dt."""
     dldt = record.dldt
     record.dldt = torch.zeros_like(dldt)
     if grad is not None:
@@ -104,20 +106,28 @@ class DeviceEventPropFunction(torch.autograd.Function):
         timing = dict(grad_v=grad_out)
         if call.spiking:
             timing = dict(spikes=record.spikes, x1=record.x1, x2=record.x2,
-                          spike_dldt=_timing_from_dense(record, grad_out))
+                          spike_dldt=spike_timing_dense(record, grad_out))
         grads = dense_loop.adjoint(
             call.model, call.table, call.dt, x.detach(), w_in.detach().t(),
             None if w_rec is None else w_rec.detach().t(), min_vdot=call.min_vdot,
             want_input_timing=need_x and call.upstream is not None, **timing,
         )  # fmt: skip
-        grad_x = None
-        if need_x and call.upstream is not None:
-            call.upstream.dldt += grads.in_dldt
-            grad_x = torch.zeros_like(x)
-        elif need_x:
-            grad_x = grads.lam_i_trace @ w_in
-        grad_w_rec = None if w_rec is None else grads.grad_w_rec.t()
-        return grad_x, grads.grad_w_in.t(), grad_w_rec, None
+        return device_layer_grads(x, w_in, call.upstream, need_x, grads.in_dldt,
+                                  grads.lam_i_trace, grads.grad_w_in, grads.grad_w_rec)
+
+
+def device_layer_grads(x, w_in, upstream: DeviceSpikeRecord | None, need_x: bool, in_dldt,
+                       lam_i_trace, grad_w_in, grad_w_rec) -> tuple:
+    """The autograd outputs (dL/dx, dL/dW_in, dL/dW_rec, None) of a device-path layer from
+    its engine gradients (weights [pre, post], returned as torch's [post, pre]). With an
+    upstream spike record the input timing goes into the record and dL/dx is zero."""
+    grad_x = None
+    if need_x and upstream is not None:
+        upstream.dldt += in_dldt
+        grad_x = torch.zeros_like(x)
+    elif need_x:
+        grad_x = lam_i_trace @ w_in
+    return grad_x, grad_w_in.t(), None if grad_w_rec is None else grad_w_rec.t(), None
 
 
 def uses_device_path(x: torch.Tensor, backend: str) -> bool:

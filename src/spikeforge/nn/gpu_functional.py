@@ -13,7 +13,12 @@ from __future__ import annotations
 import torch
 
 from spikeforge.engine import gpu_api
-from spikeforge.nn.device_functional import DeviceCall, DeviceSpikeRecord
+from spikeforge.nn.device_functional import (
+    DeviceCall,
+    DeviceSpikeRecord,
+    device_layer_grads,
+    spike_timing_dense,
+)
 
 
 def fused_function(call: DeviceCall, x: torch.Tensor) -> type | None:
@@ -23,18 +28,6 @@ def fused_function(call: DeviceCall, x: torch.Tensor) -> type | None:
                                                               x.dtype):
         return FusedEventPropFunction
     return None
-
-
-def _spike_timing(record: DeviceSpikeRecord, spikes: gpu_api.DeviceSpikes,
-                  grad: torch.Tensor | None) -> torch.Tensor:
-    """dL/dt of every spike as a [B, cap] buffer: consumers' exact share plus the
-    dense-gradient difference (G[n+1] - G[n]) / dt of generic consumers."""
-    dldt = record.dldt
-    record.dldt = torch.zeros_like(dldt)
-    if grad is not None:
-        following = torch.cat([grad[:, 1:], torch.zeros_like(grad[:, :1])], dim=1)
-        dldt = dldt + (following - grad) / record.dt
-    return spikes.gather(dldt)
 
 
 class FusedEventPropFunction(torch.autograd.Function):
@@ -64,19 +57,13 @@ class FusedEventPropFunction(torch.autograd.Function):
         need_x = ctx.needs_input_grad[0]
         timing = dict(grad_v=grad_out)
         if call.spiking:
-            timing = dict(spikes=ctx.spikes,
-                          spike_dldt=_spike_timing(call.output, ctx.spikes, grad_out))
+            timing = dict(spikes=ctx.spikes, spike_dldt=ctx.spikes.gather(
+                spike_timing_dense(call.output, grad_out)))
         upstream = need_x and call.upstream is not None
         grads = gpu_api.backward(
             x.detach(), w_in.detach().t(), None if w_rec is None else w_rec.detach().t(),
             ctx.neurons, want_input_timing=upstream, want_trace=need_x and not upstream,
             min_vdot=call.min_vdot, **timing,
         )  # fmt: skip
-        grad_x = None
-        if upstream:
-            call.upstream.dldt += grads.input_dldt
-            grad_x = torch.zeros_like(x)
-        elif need_x:
-            grad_x = grads.lam_i_trace @ w_in
-        grad_w_rec = None if w_rec is None else grads.grad_w_rec.t()
-        return grad_x, grads.grad_w_in.t(), grad_w_rec, None
+        return device_layer_grads(x, w_in, call.upstream, need_x, grads.input_dldt,
+                                  grads.lam_i_trace, grads.grad_w_in, grads.grad_w_rec)

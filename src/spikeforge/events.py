@@ -134,6 +134,13 @@ class Events:
         np.add.at(out, (sample, self.step, self.unit), self.value)
         return out
 
+    def to_tensor(self, dtype: Any = None) -> Any:
+        """Dense ``[B, T, units]`` CPU torch tensor (summing coincident events), of
+        ``dtype`` (default ``torch.float32``); :meth:`to_dense` gives the NumPy array."""
+        import torch  # here, so that this module stays importable without torch
+
+        return torch.from_numpy(self.to_dense(np.float64)).to(dtype or torch.float32)
+
     def dense_of(self, per_event: np.ndarray, dtype: np.dtype | None = None) -> np.ndarray:
         """Per-event values [E] (e.g. ``isyn`` or dL/dt) placed at their (sample, step,
         unit) in a zero ``[B, T, units]`` array (the last of coincident events wins)."""

@@ -24,9 +24,9 @@ FILE_DATASETS = ("shd", "ssc", "mnist")
 
 
 def load_dataset(
-    name: str, dt: float, data_dir: Path | str | None = None, **options: Any
+    name: str, dt: float = 1.0, data_dir: Path | str | None = None, **options: Any
 ) -> DatasetSplits:
-    """Load a dataset by name with simulation step ``dt`` (ms).
+    """Load a dataset by name with simulation step ``dt`` (ms, default 1).
 
     File datasets (shd, ssc, mnist) read ``data_dir`` (default: the download cache);
     ``options`` go to the dataset's loader (see ``spikeforge.data.shd.load``).
@@ -40,6 +40,27 @@ def load_dataset(
     if data_dir is not None:
         raise SpikeforgeError(f"dataset {name!r} is built in and takes no --data-dir")
     return DATASETS[name](dt=dt, **options)
+
+
+def load(
+    name: str, data_dir: Path | str | None = None, dt: float = 1.0, **options: Any
+) -> DatasetSplits:
+    """Train / validation / test splits of dataset ``name``, binned at ``dt`` ms.
+
+    Each split is a :class:`~spikeforge.data.SpikeDataset`: a ``torch`` ``Dataset``
+    whose ``collate`` is a ``DataLoader`` ``collate_fn`` yielding ``(Events, labels)``
+    batches that spikeforge layers read directly (``Events.to_tensor()`` gives the
+    dense ``[batch, time, channels]`` tensor). ``data_dir`` is where the file datasets
+    (shd, ssc, mnist) live (default: the download cache); ``options`` go to the
+    dataset's loader, e.g. ``max_time_ms`` for shd or ``t_max_ms`` for digits.
+
+    Example::
+
+        splits = spikeforge.data.load("digits")
+        loader = torch.utils.data.DataLoader(splits.train, batch_size=32,
+                                             shuffle=True, collate_fn=splits.train.collate)
+    """
+    return load_dataset(name, dt, data_dir, **options)
 
 
 def load_data(data: Any) -> DatasetSplits:

@@ -21,19 +21,43 @@ from torch import nn
 
 from spikeforge.engine.api import BACKENDS, DEFAULT_MIN_VDOT
 from spikeforge.errors import SpikeforgeError
+from spikeforge.events import Events
 from spikeforge.neurons import LIFParams, model_of
 from spikeforge.nn.activity import warn_if_silent
 from spikeforge.nn.bptt import DEFAULT_SLOPE, DEFAULT_SURROGATE
 from spikeforge.nn.bptt_layers import configure_method, layer_bptt
 from spikeforge.nn.device_functional import run_device, uses_device_path
 from spikeforge.nn.functional import LayerCall, numpy_dtype, run_layer
-from spikeforge.nn.records import SpikeRecord, record_of
+from spikeforge.nn.records import SpikeRecord, event_input, record_of
 from spikeforge.nn.time_constants import neuron_arrays
+
+
+def layer_input(x: torch.Tensor | Events, layer: nn.Module) -> torch.Tensor:
+    """``x`` as a tensor the layer reads: an :class:`Events` batch (what
+    :meth:`SpikeDataset.collate <spikeforge.data.SpikeDataset.collate>` yields) becomes an
+    event token (:func:`~spikeforge.nn.event_input`), or a dense tensor on the weight's
+    device for the torch (CUDA) path; tensors pass through unchanged."""
+    if not isinstance(x, Events):
+        return x
+    weight = layer.weight
+    if weight.is_cuda or getattr(layer, "backend", "") == "torch":
+        return torch.from_numpy(x.to_dense()).to(weight)
+    return event_input(x, weight.dtype, layer.dt)
 
 
 def check_input(x: torch.Tensor, in_features: int, name: str) -> SpikeRecord | None:
     """The spike record ``x`` carries (None for dense input), after checking that ``x``
-    fits a layer with ``in_features`` inputs."""
+    fits a layer with ``in_features`` inputs.
+
+    Dense input is batch-first, ``[batch, time, in_features]``; time-major input
+    ``[time, batch, in_features]`` cannot be told apart by its shape and must be
+    transposed first (``x.transpose(0, 1)``).
+    """
+    if not isinstance(x, torch.Tensor):
+        raise SpikeforgeError(
+            f"{name}: expected a torch tensor [batch, time, {in_features}] or a "
+            f"spikeforge Events batch, got {type(x).__name__}"
+        )
     record = record_of(x)
     if record is not None and not isinstance(record, SpikeRecord):
         record = None  # dense spikes of the torch (CUDA) path: checked as a dense input
@@ -47,8 +71,9 @@ def check_input(x: torch.Tensor, in_features: int, name: str) -> SpikeRecord | N
         return record
     if x.ndim != 3 or x.shape[-1] != in_features:
         raise SpikeforgeError(
-            f"{name}: expected input of shape [batch, time, {in_features}], "
-            f"got {list(x.shape)}; reshape the input or change in_features"
+            f"{name}: expected batch-first input of shape [batch, time, {in_features}], "
+            f"got {list(x.shape)}; reshape the input or change in_features (time-major "
+            f"[time, batch, {in_features}] input: pass x.transpose(0, 1))"
         )
     return None
 
@@ -121,7 +146,10 @@ class SpikingLayer(nn.Module):
         self.last_record: SpikeRecord | None = None
         configure_method(self, method, surrogate, surrogate_slope, tau_spread, train_tau)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor | Events) -> torch.Tensor:
+        """Output for input ``x``: a batch-first tensor ``[batch, time, in_features]``,
+        an event token, or an :class:`Events` batch (read sparsely)."""
+        x = layer_input(x, self)
         upstream = check_input(x, self.in_features, type(self).__name__)
         if self.method == "bptt":
             return layer_bptt(self, x)
@@ -192,7 +220,7 @@ class LIF(SpikingLayer):
             params = LIFParams(tau_mem=tau_mem, tau_syn=tau_syn, threshold=threshold)
         super().__init__(in_features, out_features, params, dt, recurrent=recurrent, **options)
 
-    def subthreshold_voltage(self, x: torch.Tensor) -> torch.Tensor:
+    def subthreshold_voltage(self, x: torch.Tensor | Events) -> torch.Tensor:
         """Membrane voltage ``[B, T, out]`` the layer would have without threshold or reset.
 
         Until a neuron's first spike this is its actual voltage, so for neurons that stay
@@ -204,6 +232,7 @@ class LIF(SpikingLayer):
                 "subthreshold_voltage: not defined for a recurrent LIF layer (silent neurons "
                 "still receive recurrent input); use a feed-forward output layer"
             )
+        x = layer_input(x, self)
         upstream = check_input(x, self.in_features, "LIF")
         p = self.params
         readout = LIFParams(p.tau_mem, p.tau_syn, p.threshold, spiking=False)

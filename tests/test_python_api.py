@@ -88,7 +88,7 @@ def test_bptt_layer_reads_events() -> None:
 
 def test_wrong_shape_names_batch_first_and_transpose() -> None:
     layer = snn.LIF(5, 4)
-    with pytest.raises(SpikeforgeError, match=r"batch-first.*transpose\(0, 1\)"):
+    with pytest.raises(SpikeforgeError, match=r"\(batch first\).*transpose\(0, 1\)"):
         layer(torch.zeros(2, 10, 6))
     with pytest.raises(SpikeforgeError, match="expected a torch tensor"):
         layer(np.zeros((2, 10, 5)))

@@ -71,7 +71,7 @@ def check_input(x: torch.Tensor, in_features: int, name: str) -> SpikeRecord | N
         return record
     if x.ndim != 3 or x.shape[-1] != in_features:
         raise SpikeforgeError(
-            f"{name}: expected batch-first input of shape [batch, time, {in_features}], "
+            f"{name}: expected input of shape [batch, time, {in_features}] (batch first), "
             f"got {list(x.shape)}; reshape the input or change in_features (time-major "
             f"[time, batch, {in_features}] input: pass x.transpose(0, 1))"
         )

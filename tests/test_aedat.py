@@ -79,3 +79,11 @@ def test_load_folder_keeps_subjects_and_segments(tmp_path):
 def test_missing_list_says_where(tmp_path):
     with pytest.raises(SpikeforgeError, match="trials_to_train"):
         aedat.load(data_dir=tmp_path)
+
+
+def test_registry_name_reads_the_folder(tmp_path):
+    from spikeforge.data import load
+
+    write_folder(tmp_path)
+    s = load("dvsgesture", data_dir=tmp_path, dt=1.0, max_time_ms=4.0)
+    assert s.name == "dvsgesture" and len(s.test) == 2 and s.test.n_inputs == 2 * 32 * 32

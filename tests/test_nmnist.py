@@ -69,3 +69,34 @@ def test_load_folder_bins_lazily(tmp_path):
 def test_missing_folder_says_where(tmp_path):
     with pytest.raises(SpikeforgeError, match="Train"):
         nmnist.load(data_dir=tmp_path)
+
+
+def test_nmnist_conv_recipe_trains_one_epoch_from_the_cli(tmp_path):
+    """configs/nmnist_conv.yaml end to end through ``spikeforge train --data-dir``."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    for split, n in (("Train", 2), ("Test", 1)):
+        for digit in range(10):
+            folder = tmp_path / "nmnist" / split / str(digit)
+            folder.mkdir(parents=True)
+            for k in range(n):
+                e = 60
+                ev = make_events(rng.integers(0, 34, e), rng.integers(0, 34, e),
+                                 np.sort(rng.integers(0, 300_000, e)), rng.integers(0, 2, e))
+                (folder / f"{k:05d}.bin").write_bytes(nmnist.encode_nmnist(ev))
+    recipe = Path(__file__).parents[1] / "configs" / "nmnist_conv.yaml"
+    proc = subprocess.run(
+        [sys.executable, "-m", "spikeforge.cli", "train", "--config", str(recipe),
+         "--data-dir", str(tmp_path / "nmnist"), "--epochs", "1", "--out",
+         str(tmp_path / "run"), "--set", "train.batch_size=10", "--set", "train.threads=1",
+         "--set", "data.val_fraction=0.5",
+         "--json"], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["epochs"] == 1 and 0.0 <= result["test_accuracy"] <= 1.0

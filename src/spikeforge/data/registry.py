@@ -6,7 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from spikeforge.data import delay_task, digits, mnist, shd, yinyang
+from spikeforge.data import aedat, delay_task, digits, mnist, nmnist, shd, yinyang
 from spikeforge.data.base import DatasetSplits
 from spikeforge.data.delays import DelayLines
 from spikeforge.errors import SpikeforgeError
@@ -18,8 +18,10 @@ DATASETS: dict[str, Callable[..., DatasetSplits]] = {
     "ssc": shd.load_ssc,
     "mnist": mnist.load,
     "delay_order": delay_task.load,
+    "nmnist": nmnist.load,
+    "dvsgesture": aedat.load,
 }
-FILE_DATASETS = ("shd", "ssc", "mnist")
+FILE_DATASETS = ("shd", "ssc", "mnist", "nmnist", "dvsgesture")
 """Datasets read from files (``data_dir``, or downloaded into the cache folder)."""
 
 
@@ -73,6 +75,10 @@ def load_data(data: Any) -> DatasetSplits:
                    "val_split": data.val_split, "download": data.download}
     elif data.name == "mnist":
         options = {"encoding": data.encoding, "download": data.download}
+    elif data.name in ("nmnist", "dvsgesture"):
+        options = {"downsample": data.channel_stride, "val_fraction": data.val_fraction}
+        if data.max_time_ms is not None:
+            options["max_time_ms"] = data.max_time_ms
     splits = load_dataset(data.name, data.dt, data.data_dir, **options)
     if data.delay_lines is not None:
         delays = DelayLines(data.delay_lines.copies, data.delay_lines.spacing_ms)

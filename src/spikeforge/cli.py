@@ -12,11 +12,12 @@ from typing import Annotated, Any
 import typer
 
 from spikeforge import __version__
+from spikeforge.commands import SET_HELP
 from spikeforge.errors import SpikeforgeError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  context_settings={"help_option_names": ["-h", "--help"]},
                   help="Train spiking neural networks with exact event-based gradients.")
-
 
 def _version(value: bool) -> None:
     if value:
@@ -42,27 +43,35 @@ def _emit(result: dict, as_json: bool) -> None:
 
 @app.command()
 def train(
-    config: Annotated[Path | None, typer.Option(help="YAML config file.")] = None,
+    config: Annotated[Path | None, typer.Option(
+        help="YAML config file (default: the built-in defaults).")] = None,
     data: Annotated[str | None, typer.Option(
-        help="Dataset name (digits, yinyang, shd, ssc, mnist).")] = None,
+        help="Dataset: digits, yinyang, shd, ssc, mnist or delay_order (default: from "
+             "--config, else digits).")] = None,
     data_dir: Annotated[Path | None, typer.Option(
-        help="Folder with the dataset files (shd, ssc, mnist).")] = None,
-    epochs: Annotated[int | None, typer.Option(help="Number of epochs.")] = None,
+        help="Folder with the dataset files of shd, ssc, mnist (default: the download "
+             "cache).")] = None,
+    epochs: Annotated[int | None, typer.Option(
+        help="Number of epochs (default: from --config, else 60).")] = None,
     method: Annotated[str | None, typer.Option(
-        help="Training method: eventprop (exact gradients), bptt (surrogate) or stdp "
-             "(unsupervised).")] = None,
-    seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
-    out: Annotated[Path | None, typer.Option(help="Run folder (default runs/<data>).")] = None,
+        help="Training method: eventprop (exact gradients), bptt (surrogate gradients), "
+             "eprop (online e-prop) or stdp (unsupervised) (default: from --config, else "
+             "eventprop).")] = None,
+    seed: Annotated[int | None, typer.Option(
+        help="Random seed (default: from --config, else 0).")] = None,
+    out: Annotated[Path | None, typer.Option(
+        help="Run folder (default: runs/<data>).")] = None,
     device: Annotated[str | None, typer.Option(
-        help="auto (CUDA when present), cpu, cuda or cuda:N (sets train.device).")] = None,
-    set_: Annotated[list[str] | None, typer.Option("--set", help="Override: section.key=value")
-                    ] = None,
+        help="auto (CUDA when present), cpu, cuda or cuda:N; sets train.device (default: "
+             "from --config, else auto).")] = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", metavar="KEY=VALUE",
+                                                   help=SET_HELP)] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Last stdout line: JSON result.")
                        ] = False,
 ) -> None:
-    """Train a network (EventProp) and write a run folder; re-running resumes it."""
+    """Train a network (EventProp, BPTT, e-prop or STDP) and write a run folder;
+    re-running resumes it."""
     from spikeforge.experiments.config import load_config, parse_override
-    from spikeforge.experiments.runner import train_run
 
     overrides = dict(parse_override(item) for item in (set_ or []))
     flags = {"data.name": data, "train.epochs": epochs, "seed": seed, "train.method": method,
@@ -70,6 +79,8 @@ def train(
              "data.data_dir": str(data_dir.resolve()) if data_dir is not None else None}
     overrides.update({key: value for key, value in flags.items() if value is not None})
     resolved = load_config(config, overrides)
+    from spikeforge.experiments.runner import train_run  # torch and the engine: after checks
+
     run_dir = out or Path("runs") / resolved.data.name
     _emit(train_run(resolved, run_dir), as_json)
 
@@ -124,10 +135,35 @@ _register_commands()
 _add_option_checks()
 
 
+def build_command() -> Any:
+    """The click command of ``app`` with flags shown as flags: no value placeholder
+    after a boolean flag (``--json``, not ``--json <bool>``)."""
+    command = typer.main.get_command(app)
+    commands = getattr(command, "commands", {})
+    for cmd in (command, *commands.values()):
+        for param in cmd.params:
+            if getattr(param, "is_flag", False):
+                param.metavar = ""
+        cmd.get_help_option = _bare_help_option(cmd.get_help_option)
+    return command
+
+
+def _bare_help_option(get_help_option: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """``get_help_option`` whose option (``-h/--help``) is shown without a placeholder."""
+
+    def bare(ctx: Any) -> Any:
+        option = get_help_option(ctx)
+        if option is not None:
+            option.metavar = ""
+        return option
+
+    return bare
+
+
 def main() -> None:
     """Entry point: user errors become one line on stderr and exit code 2."""
     try:
-        app()
+        build_command()()
     except SpikeforgeError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)

@@ -9,7 +9,8 @@ from typing import Annotated
 import typer
 
 AsJson = Annotated[bool, typer.Option("--json", help="Last stdout line: JSON result.")]
-DataDir = Annotated[Path | None, typer.Option(help="Folder with the dataset files (mnist).")]
+DataDir = Annotated[Path | None, typer.Option(help="Folder with the dataset files (mnist; "
+                                                        "default: the download cache).")]
 
 
 def _emit(result: dict, as_json: bool) -> None:

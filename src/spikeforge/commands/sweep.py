@@ -8,22 +8,25 @@ from typing import Annotated
 
 import typer
 
+from spikeforge.commands import SET_HELP
+
 Executor = Annotated[str, typer.Option(help="Where trials run: local, dask or slurm.")]
 Workers = Annotated[int, typer.Option(help="Trials/folds run at the same time.")]
-SetOpt = Annotated[list[str] | None, typer.Option("--set", help="Base config override "
-                                                  "section.key=value.")]
+SetOpt = Annotated[list[str] | None, typer.Option("--set", metavar="KEY=VALUE",
+                                                  help=SET_HELP)]
 DaskAddress = Annotated[str | None, typer.Option(
     help="Dask scheduler address (default: start a LocalCluster).")]
 Cluster = Annotated[Path | None, typer.Option(
-    help="YAML with a 'slurm:' section (partition, account, time, gpus_per_trial, ...).")]
+    help="YAML with a 'slurm:' section (partition, account, time, gpus_per_trial, ...) "
+         "for --executor slurm (default: none).")]
 Retries = Annotated[int, typer.Option(help="Retries of a failed trial/fold.")]
 AsJson = Annotated[bool, typer.Option("--json", help="Last stdout line: JSON result.")]
 StorageEnv = Annotated[str | None, typer.Option(
     help="Read the storage URL from this environment variable (keeps a password out of "
-         "ps and of task payloads; workers read the same variable).")]
+         "ps and of task payloads; workers read the same variable; default: none).")]
 StorageFile = Annotated[Path | None, typer.Option(
     help="Read the storage URL from this file (not readable by other users: chmod 600; "
-         "workers read the same path).")]
+         "workers read the same path; default: none).")]
 
 
 def _overrides(items: list[str] | None) -> dict:
@@ -82,7 +85,8 @@ def sweep(
 
 
 def cv(
-    config: Annotated[Path | None, typer.Argument(help="Base YAML config.")] = None,
+    config: Annotated[Path | None, typer.Argument(
+        help="Base YAML config (default: built-in defaults).")] = None,
     folds: Annotated[str, typer.Option(help="'loso' (leave one speaker out) or K.")] = "5",
     workers: Workers = 1,
     executor: Executor = "local",
@@ -120,7 +124,8 @@ def report(
     folder: Annotated[Path, typer.Argument(help="Sweep or CV folder.")],
     storage: Annotated[str | None, typer.Option(help="Storage URL if the sweep's has a "
                                                 "password (visible in ps: prefer "
-                                                "--storage-env or --storage-file).")] = None,
+                                                "--storage-env or --storage-file; "
+                                                "default: the folder's own).")] = None,
     storage_env: StorageEnv = None,
     storage_file: StorageFile = None,
 ) -> None:

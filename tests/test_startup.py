@@ -29,6 +29,8 @@ print("RESULT", code, ",".join(heavy) or "-", file=sys.stderr)
     (["--help"], 0),
     (["train", "-h"], 0),
     (["train", "--set", "train.epochs=-1"], 2),
+    (["sweep", "--space", "space.yaml", "--set", "train.epochs=-1"], 2),
+    (["cv", "--set", "train.epochs=-1"], 2),
 ])
 def test_cli_start_up_skips_heavy_imports(argv: list[str], code: int) -> None:
     result = subprocess.run([sys.executable, "-c", PROBE.format(argv=argv, heavy=HEAVY)],

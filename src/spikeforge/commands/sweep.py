@@ -29,10 +29,14 @@ StorageFile = Annotated[Path | None, typer.Option(
          "workers read the same path; default: none).")]
 
 
-def _overrides(items: list[str] | None) -> dict:
-    from spikeforge.experiments.config import parse_override
+def _overrides(items: list[str] | None, config: Path | None) -> dict:
+    """The ``--set`` overrides, after checking that they and ``config`` make a valid base
+    config (a bad value fails here, before the sweep/CV machinery and torch load)."""
+    from spikeforge.experiments.config import load_config, parse_override
 
-    return dict(parse_override(item) for item in (items or []))
+    overrides = dict(parse_override(item) for item in (items or []))
+    load_config(config, overrides)
+    return overrides
 
 
 def _default_out(kind: str, config: Path | None, overrides: dict) -> Path:
@@ -68,9 +72,9 @@ def sweep(
     as_json: AsJson = False,
 ) -> None:
     """Hyper-parameter sweep with Optuna; re-running the same command resumes it."""
+    overrides = _overrides(set_, config)
     from spikeforge.experiments.sweep import run_sweep
 
-    overrides = _overrides(set_)
     folder = out or _default_out("sweep", config, overrides)
     summary = run_sweep(config, space, folder, trials, sampler=sampler, workers=workers,
                         executor=executor, storage=storage, storage_env=storage_env,
@@ -101,9 +105,9 @@ def cv(
     as_json: AsJson = False,
 ) -> None:
     """Cross-validation over the training split; re-running skips completed folds."""
+    overrides = _overrides(set_, config)
     from spikeforge.experiments.cv import run_cv
 
-    overrides = _overrides(set_)
     folder = out or _default_out("cv", config, overrides)
     summary = run_cv(config, folder, folds=folds, workers=workers, executor=executor,
                      overrides=overrides, max_retries=max_retries, final=final,

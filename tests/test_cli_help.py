@@ -76,8 +76,12 @@ def test_train_lists_every_method_and_dataset() -> None:
     params = {p.name: p for p in COMMAND.commands["train"].params}
     for method in ("eventprop", "bptt", "eprop", "stdp"):
         assert method in params["method"].help
-    for dataset in ("digits", "yinyang", "shd", "ssc", "mnist", "delay_order"):
+    from spikeforge.data.registry import DATASETS, FILE_DATASETS
+
+    for dataset in DATASETS:
         assert dataset in params["data"].help
+    for dataset in FILE_DATASETS:
+        assert dataset in params["data_dir"].help
     summary = COMMAND.commands["train"].get_short_help_str(200)
     assert "BPTT" in summary and "STDP" in summary and "(EventProp)" not in summary
 

@@ -46,11 +46,11 @@ def train(
     config: Annotated[Path | None, typer.Option(
         help="YAML config file (default: the built-in defaults).")] = None,
     data: Annotated[str | None, typer.Option(
-        help="Dataset: digits, yinyang, shd, ssc, mnist or delay_order (default: from "
-             "--config, else digits).")] = None,
+        help="Dataset: digits, yinyang, shd, ssc, mnist, nmnist, dvsgesture or delay_order "
+             "(default: from --config, else digits).")] = None,
     data_dir: Annotated[Path | None, typer.Option(
-        help="Folder with the dataset files of shd, ssc, mnist (default: the download "
-             "cache).")] = None,
+        help="Folder with the dataset files of shd, ssc, mnist, nmnist, dvsgesture "
+             "(default: the download cache).")] = None,
     epochs: Annotated[int | None, typer.Option(
         help="Number of epochs (default: from --config, else 60).")] = None,
     method: Annotated[str | None, typer.Option(

@@ -115,9 +115,8 @@ def n_chunks(n_batch: int) -> int:
 def choose_input(x: np.ndarray, density_threshold: float = DENSE_INPUT_DENSITY) -> LayerInput:
     """Pick the cheaper formulation for dense input ``x [B, T, in]``: the array itself
     (GEMM) when at least ``density_threshold`` of it is non-zero, else its events."""
-    if x.size and np.count_nonzero(x) >= density_threshold * x.size:
-        return np.ascontiguousarray(x)
-    return Events.from_dense(x)
+    events = Events.from_dense_if_sparse(x, density_threshold)  # one counting pass decides
+    return np.ascontiguousarray(x) if events is None else events
 
 
 def input_shape(inputs: LayerInput) -> tuple[int, int]:

@@ -136,8 +136,8 @@ _add_option_checks()
 
 
 def build_command() -> Any:
-    """The click command of ``app`` with flags shown as flags: no value placeholder
-    after a boolean flag (``--json``, not ``--json <bool>``)."""
+    """The click command of ``app`` with flags shown as flags: no metavar after a boolean
+    flag (``--json``, not ``--json <bool>``)."""
     command = typer.main.get_command(app)
     commands = getattr(command, "commands", {})
     for cmd in (command, *commands.values()):
@@ -149,7 +149,7 @@ def build_command() -> Any:
 
 
 def _bare_help_option(get_help_option: Callable[[Any], Any]) -> Callable[[Any], Any]:
-    """``get_help_option`` whose option (``-h/--help``) is shown without a placeholder."""
+    """``get_help_option`` whose option (``-h/--help``) is shown without a metavar."""
 
     def bare(ctx: Any) -> Any:
         option = get_help_option(ctx)

@@ -159,12 +159,14 @@ def adjoint(model: NeuronModel, table, dt: float, x, w_in, w_rec=None, spikes=No
     drive_trace = ops.zeros((n_batch, n_steps, n_out), x) if want_input_timing else None
     grad_w_rec = None if w_rec is None else ops.zeros(tuple(w_rec.shape), x)
     x2 = x1 if x2 is None else x2
+    needs_drive = want_input_timing or (spikes is not None and w_rec is not None)
     for n in range(n_steps - 1, -1, -1):
-        # (lam_I[n+1] - lam_I[n]) / dt: the exact one-step timing drive (see event_loop)
-        drive = (lam_i_next - lam_i) / dt
         trace[:, n] = lam_i
-        if drive_trace is not None:
-            drive_trace[:, n] = drive
+        if needs_drive:
+            # (lam_I[n+1] - lam_I[n]) / dt: the exact one-step timing drive (see event_loop)
+            drive = (lam_i_next - lam_i) / dt
+            if drive_trace is not None:
+                drive_trace[:, n] = drive
         if spikes is not None:
             fired = spikes[:, n] > 0
             dldt = spike_dldt[:, n]
@@ -175,7 +177,8 @@ def adjoint(model: NeuronModel, table, dt: float, x, w_in, w_rec=None, spikes=No
                                               x1[:, n], x2[:, n], dldt, min_vdot)
         else:
             lam_v = lam_v + grad_v[:, n]
-        lam_i_next = lam_i
+        if needs_drive:
+            lam_i_next = lam_i
         lam_v, lam_i, lam_a = model.adjoint_integrate(lam_v, lam_i, lam_a, table)
     grad_w_in = x.reshape(-1, n_in).T @ trace.reshape(-1, n_out)
     in_dldt = None if drive_trace is None else x * (drive_trace @ w_in.T)

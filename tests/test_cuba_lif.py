@@ -82,3 +82,11 @@ def test_bad_values_are_refused_with_the_field_name():
         CubaLIFParams(tau_mem_per_neuron=(5.0, 0.5)).validate(1.0)
     with pytest.raises(SpikeforgeError, match="3 values but the layer has 4 neurons"):
         NeuronArrays.from_params(CubaLIFParams(bias=(1.0, 2.0, 3.0)), 4, 1.0, np.float64)
+
+
+def test_shared_maths_read_the_same_factor_rows_as_lif():
+    """cuba_lif reuses lif.margin and lif.spike_values, so its threshold row must be LIF's."""
+    from spikeforge.neurons import cuba_lif, lif
+
+    assert cuba_lif.margin is lif.margin
+    assert cuba_lif.FACTOR_NAMES[cuba_lif.THRESHOLD] == lif.FACTOR_NAMES[lif.THRESHOLD]

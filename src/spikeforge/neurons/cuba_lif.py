@@ -32,6 +32,7 @@ import math
 from dataclasses import dataclass
 
 from spikeforge.errors import SpikeforgeError
+from spikeforge.neurons import lif
 from spikeforge.neurons.base import NeuronModel, exact_decays
 from spikeforge.neurons.lif import check_tau
 from spikeforge.neurons.vectors import above, as_values, check_values, row_like
@@ -107,24 +108,19 @@ def integrate(v, i, a, p):
             a)
 
 
-def margin(v, i, a, p):
-    """Distance above threshold; the neuron spikes when it is >= 0."""
-    return v - p[THRESHOLD]
-
-
 def reset(v, i, a, s, s_reset, p):
     """V <- v_reset where s_reset = 1."""
     return v * (1.0 - s_reset) + s_reset * p[V_RESET], i, a
 
 
-def spike_values(v, i, a, p):
-    """Recorded at a spike: the synaptic current (the second value is unused)."""
-    return i, a
-
-
 def adjoint_integrate(lv, li, la, p):
     """Transpose of the linear part of :func:`integrate` (constants have no adjoint)."""
     return p[ALPHA_MEM] * lv, p[ALPHA_SYN] * li + p[SYN_GAIN] * lv, la
+
+
+# the threshold and the synaptic current sit in the same rows as in the plain LIF model
+margin = lif.margin
+spike_values = lif.spike_values
 
 
 MODEL = NeuronModel(
@@ -142,5 +138,5 @@ MODEL = NeuronModel(
     adjoint_integrate=adjoint_integrate,
     jump_denominator=None,
     jump=None,
-    source_files=(__file__,),
+    source_files=(__file__, lif.__file__),
 )

@@ -155,12 +155,7 @@ class SpikingLayer(nn.Module):
             return layer_bptt(self, x)
         if uses_device_path(x, self.backend):
             return run_device(self, x)
-        call = LayerCall(
-            neurons=neuron_arrays(self, self.params, self.out_features, self.dt,
-                                  numpy_dtype(self.weight.dtype)),
-            backend="event" if self.backend == "auto" else self.backend,
-            min_vdot=self.min_vdot, dense_output=self.dense_output, upstream=upstream,
-        )  # fmt: skip
+        call = self.engine_call(self.params, self.dense_output, upstream)
         out = run_layer(x, self.weight, self.recurrent_weight, call)
         if self.params.spiking:
             self.last_record = call.output
@@ -168,6 +163,16 @@ class SpikingLayer(nn.Module):
                 warn_if_silent(f"{type(self).__name__}({self.in_features} -> "
                                f"{self.out_features})", call.output.events.n_events)
         return out
+
+    def engine_call(self, params, dense_output: bool,
+                    upstream: SpikeRecord | None) -> LayerCall:
+        """The CPU engine's arguments for one forward call with neuron ``params``."""
+        return LayerCall(
+            neurons=neuron_arrays(self, params, self.out_features, self.dt,
+                                  numpy_dtype(self.weight.dtype)),
+            backend="event" if self.backend == "auto" else self.backend,
+            min_vdot=self.min_vdot, dense_output=dense_output, upstream=upstream,
+        )
 
     def extra_repr(self) -> str:
         values = ", ".join(f"{f.name}={getattr(self.params, f.name)}"
@@ -236,13 +241,7 @@ class LIF(SpikingLayer):
         upstream = check_input(x, self.in_features, "LIF")
         p = self.params
         readout = LIFParams(p.tau_mem, p.tau_syn, p.threshold, spiking=False)
-        call = LayerCall(
-            neurons=neuron_arrays(self, readout, self.out_features, self.dt,
-                                  numpy_dtype(self.weight.dtype)),
-            backend="event" if self.backend == "auto" else self.backend,
-            min_vdot=self.min_vdot, dense_output=True, upstream=upstream,
-        )  # fmt: skip
-        return run_layer(x, self.weight, None, call)
+        return run_layer(x, self.weight, None, self.engine_call(readout, True, upstream))
 
 
 class LI(SpikingLayer):

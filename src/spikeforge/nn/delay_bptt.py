@@ -71,16 +71,14 @@ def delayed_currents(x: torch.Tensor, w: torch.Tensor, delay: torch.Tensor, dt: 
 
 
 def run(x: torch.Tensor, w_in: torch.Tensor, d_in: torch.Tensor, w_rec: torch.Tensor | None,
-        d_rec: torch.Tensor | None, params, dt: float, mode: str,
+        d_rec: torch.Tensor | None, params, table: torch.Tensor, dt: float, mode: str,
         slope: float) -> torch.Tensor:  # fmt: skip
     """Simulate; returns spikes (spiking params) or V after integration (readout), both
-    [B, T, out]. The neuron maths are the model's (:mod:`spikeforge.neurons`); the spike
-    has the fast-sigmoid surrogate derivative with ``slope``."""
+    [B, T, out]. The neuron maths are the model's (:mod:`spikeforge.neurons`) with its
+    factor table ``table`` [K, out]; the spike has the fast-sigmoid surrogate derivative
+    with ``slope``."""
     model = model_of(params)
     n_batch, n_steps, _ = x.shape
-    tau = torch.full((w_in.shape[0],), 1.0, dtype=torch.float64, device=x.device)
-    taus = {"tau_mem": params.tau_mem * tau, "tau_syn": params.tau_syn * tau}
-    table = torch.stack(model.factors(params, dt, taus, torch)).to(x.dtype)
     arrive = delayed_currents(x, w_in, d_in, dt, mode)
     pending: dict[int, torch.Tensor] = {}
     groups = []

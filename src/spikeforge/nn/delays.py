@@ -36,6 +36,7 @@ from spikeforge.neurons import LIFParams, model_of
 from spikeforge.nn import delay_bptt
 from spikeforge.nn.functional import LayerCall, engine_weight, numpy_dtype
 from spikeforge.nn.records import SpikeRecord, attach, record_of, timing_from_dense
+from spikeforge.nn.time_constants import torch_table
 
 METHODS = ("eventprop", "bptt")
 
@@ -244,7 +245,8 @@ class _DelayedLayer(nn.Module):
     def _forward_bptt(self, x, upstream, d_in, d_rec) -> torch.Tensor:
         dense = delay_bptt.dense_input(x, upstream, self.weight.dtype, self.weight.device)
         out = delay_bptt.run(
-            dense, self.weight, d_in, self.recurrent_weight, d_rec, self.params, self.dt,
+            dense, self.weight, d_in, self.recurrent_weight, d_rec, self.params,
+            torch_table(self, self.params, self.out_features, self.dt, self.weight), self.dt,
             self.delay_mode, self.surrogate_slope,
         )  # fmt: skip
         if self.params.spiking:

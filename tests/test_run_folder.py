@@ -57,8 +57,10 @@ def test_lock_waits_for_the_holder_when_asked(tmp_path):
 
 def test_two_concurrent_trains_into_one_folder_give_one_clean_error(tmp_path):
     out = tmp_path / "run"
+    # batch size 4: the winner holds the folder for seconds, so a loser that starts late
+    # on a loaded machine still meets the lock instead of a finished run
     cmd = [sys.executable, "-m", "spikeforge.cli", "train", "--epochs", "3", "--set",
-           "model.hidden=[16]", "--out", str(out), "--json"]
+           "model.hidden=[16]", "--set", "train.batch_size=4", "--out", str(out), "--json"]
     procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for _ in range(2)]
     results = [(p.wait(timeout=600), *p.communicate()) for p in procs]

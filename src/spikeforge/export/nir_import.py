@@ -39,9 +39,10 @@ one value per layer, v_leak = v_reset = 0 and no bias becomes
 
 from __future__ import annotations
 
+import json
 import math
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -50,18 +51,15 @@ import torch
 from spikeforge.errors import SpikeforgeError
 from spikeforge.export.network_io import READOUTS, LoadedModel
 from spikeforge.model import LayerSpec, LIFParams, NetworkSpec
-from spikeforge.neurons import CubaLIFParams, DeltaLIFParams, IFParams
+from spikeforge.model.connectivity import ConvSpec, DelaySpec
+from spikeforge.neurons import MODELS, ALIFParams, CubaLIFParams, DeltaLIFParams, IFParams
 from spikeforge.nn import build_network
 
 NEURONS = ("CubaLIF", "CubaLI", "LIF", "LI", "IF", "I")
 LINEAR = ("Linear", "Affine", "Scale", "Flatten", "Conv2d", "SumPool2d", "AvgPool2d")
-SUPPORTED = ("Input", "Output", *LINEAR, *NEURONS, "NIRGraph")
+SUPPORTED = ("Input", "Output", *LINEAR, *NEURONS, "Delay", "Threshold", "NIRGraph")
 _WHY = {
     "Conv1d": "spikeforge's convolutional layers are 2-D",
-    "Delay": "a NIR Delay delays whole channels by given times; spikeforge's delays are "
-             "per-synapse and are not built from NIR yet",
-    "Threshold": "a stand-alone Heaviside of a continuous signal; spikeforge neurons "
-                 "threshold and reset their own membrane (use IF / LIF / CubaLIF)",
 }
 MAX_DENSE = 200_000_000
 """Largest dense matrix (entries) a conv / pooling node may become."""
@@ -126,24 +124,49 @@ def _inline(graph) -> tuple[dict, list[tuple[str, str]]]:
 @dataclass
 class Signal:
     """What a node outputs as a linear function of the spikes of its sources:
-    ``sum_src maps[src] @ S_src + bias``; a map of None is the identity. ``shape``: the
-    signal's shape without batch (units = its product, C-major)."""
+    ``sum_src sum_q maps[src][q] @ S_src(t - q dt) + bias``; a matrix of None is the
+    identity, ``q`` a delay in whole steps of dt. ``shape``: the signal's shape without
+    batch (units = its product, C-major). ``paths[src]``: the structured nodes (conv,
+    pooling, flatten, linear) the signal passed since ``src``, in order, or None once it
+    went through anything else or through parallel branches."""
 
-    maps: dict[str, np.ndarray | None]
+    maps: dict[str, dict[int, np.ndarray | None]]
     bias: np.ndarray
     shape: tuple[int, ...]
+    paths: dict[str, tuple | None] = field(default_factory=dict)
 
     @property
     def units(self) -> int:
         return math.prod(self.shape)
 
-    def matrix(self, source: str) -> np.ndarray:
-        m = self.maps[source]
+    def matrix(self, source: str, q: int = 0) -> np.ndarray:
+        m = self.maps[source][q]
         return np.eye(self.units) if m is None else m
 
-    def through(self, matrix: np.ndarray, bias: np.ndarray, shape: tuple[int, ...]) -> Signal:
-        maps = {k: matrix if m is None else matrix @ m for k, m in self.maps.items()}
-        return Signal(maps, matrix @ self.bias + bias, shape)
+    def through(self, matrix: np.ndarray, bias: np.ndarray, shape: tuple[int, ...],
+                step: tuple | None = None) -> Signal:
+        maps = {k: {q: matrix if m is None else matrix @ m for q, m in terms.items()}
+                for k, terms in self.maps.items()}
+        paths = {k: None if p is None or step is None else (*p, step)
+                 for k, p in self.paths.items()}
+        return Signal(maps, matrix @ self.bias + bias, shape, paths)
+
+    def delayed(self, steps: np.ndarray, name: str) -> Signal:
+        """The signal through a NIR ``Delay`` of ``steps`` [units] whole steps."""
+        if np.any(self.bias):
+            raise SpikeforgeError(f"NIR node {name!r} (Delay) delays a constant bias; "
+                                  f"spikeforge's delays act on spikes: move the Affine bias "
+                                  f"after the Delay")
+        maps: dict[str, dict[int, np.ndarray | None]] = {}
+        for k, terms in self.maps.items():
+            out: dict[int, np.ndarray] = {}
+            for q, _ in terms.items():
+                m = self.matrix(k, q)
+                for u in np.unique(steps):
+                    part = m * (steps == u)[:, None]
+                    out[q + int(u)] = out.get(q + int(u), 0.0) + part
+            maps[k] = out
+        return Signal(maps, self.bias.copy(), self.shape, {k: None for k in self.paths})
 
 
 def _add(a: Signal | None, b: Signal, name: str) -> Signal:
@@ -152,10 +175,17 @@ def _add(a: Signal | None, b: Signal, name: str) -> Signal:
     if a.units != b.units:
         raise SpikeforgeError(f"NIR node {name!r} receives inputs of {a.units} and {b.units} "
                               f"units; the branches that meet there must have one size")
-    maps = dict(a.maps)
-    for key, m in b.maps.items():
-        maps[key] = m if key not in maps else a.matrix(key) + b.matrix(key)
-    return Signal(maps, a.bias + b.bias, a.shape)
+    maps = {k: dict(v) for k, v in a.maps.items()}
+    paths = dict(a.paths)
+    for key, terms in b.maps.items():
+        if key not in maps:
+            maps[key], paths[key] = dict(terms), b.paths.get(key)
+            continue
+        paths[key] = None
+        for q in terms:
+            maps[key][q] = (terms[q] if q not in maps[key]
+                            else a.matrix(key, q) + b.matrix(key, q))
+    return Signal(maps, a.bias + b.bias, a.shape, paths)
 
 
 def _pair(value) -> tuple[int, int]:
@@ -204,7 +234,7 @@ def _linear_node(name: str, node, signal: Signal) -> Signal:
         bias = (np.asarray(node.bias, dtype=np.float64).reshape(-1) if kind == "Affine"
                 else np.zeros(weight.shape[0]))
         return signal.through(weight, np.broadcast_to(bias, weight.shape[:1]).copy(),
-                              (weight.shape[0],))
+                              (weight.shape[0],), ("linear", weight))
     if kind == "Scale":
         scale = np.broadcast_to(np.asarray(node.scale, dtype=np.float64).reshape(-1),
                                 (signal.units,))
@@ -213,7 +243,9 @@ def _linear_node(name: str, node, signal: Signal) -> Signal:
         shape = signal.shape
         start, end = int(node.start_dim) % len(shape), int(node.end_dim) % len(shape)
         flat = (*shape[:start], math.prod(shape[start:end + 1]), *shape[end + 1:])
-        return Signal(signal.maps, signal.bias, flat)
+        paths = {k: None if p is None else (*p, ("flatten", None))
+                 for k, p in signal.paths.items()}
+        return Signal(signal.maps, signal.bias, flat, paths)
     image = _image_shape(signal, name, node)
     if kind == "Conv2d":
         weight = torch.as_tensor(np.asarray(node.weight, dtype=np.float64))
@@ -230,7 +262,7 @@ def _linear_node(name: str, node, signal: Signal) -> Signal:
         channel_bias = np.asarray(node.bias, dtype=np.float64).reshape(-1)
         bias = np.repeat(np.broadcast_to(channel_bias, (out_shape[0],)),
                          out_shape[1] * out_shape[2])
-        return signal.through(matrix, bias, out_shape)
+        return signal.through(matrix, bias, out_shape, ("conv", node))
     kernel, stride, padding = _pair(node.kernel_size), _pair(node.stride), _pair(node.padding)
     area = kernel[0] * kernel[1] if kind == "SumPool2d" else 1.0
 
@@ -238,14 +270,14 @@ def _linear_node(name: str, node, signal: Signal) -> Signal:
         return F.avg_pool2d(x, kernel, stride, padding, count_include_pad=True) * area
     out_shape = tuple(pool(torch.zeros(1, *image, dtype=torch.float64)).shape[1:])
     return signal.through(_dense_of(pool, image, name), np.zeros(math.prod(out_shape)),
-                          out_shape)
+                          out_shape, (kind.lower(), node))
 
 
 class _Graph:
     """The inlined graph with the signal into every neuron / Output node."""
 
-    def __init__(self, nodes: dict, edges: list[tuple[str, str]]) -> None:
-        self.nodes, self.edges = nodes, edges
+    def __init__(self, nodes: dict, edges: list[tuple[str, str]], dt: float) -> None:
+        self.nodes, self.edges, self.dt = nodes, edges, dt
         self.preds: dict[str, list[str]] = {k: [] for k in nodes}
         for a, b in edges:
             self.preds[b].append(a)
@@ -276,10 +308,14 @@ class _Graph:
         kind = self.kind(name)
         if kind == "Input":
             shape = tuple(int(s) for s in _input_shape(self.nodes[name]))
-            out = Signal({name: None}, np.zeros(math.prod(shape)), shape)
+            out = Signal({name: {0: None}}, np.zeros(math.prod(shape)), shape, {name: ()})
         elif kind in NEURONS:
             shape = self.neuron_shape(name)
-            out = Signal({name: None}, np.zeros(math.prod(shape)), shape)
+            out = Signal({name: {0: None}}, np.zeros(math.prod(shape)), shape, {name: ()})
+        elif kind == "Delay":
+            signal = self.signal_into(name)
+            out = signal.delayed(_delay_steps(name, self.nodes[name], signal.units, self.dt),
+                                 name)
         else:
             out = _linear_node(name, self.nodes[name], self.signal_into(name))
         self._busy.discard(name)
@@ -317,6 +353,67 @@ def _input_shape(node) -> np.ndarray:
     return shape if shape.size else np.array([1])
 
 
+def _delay_steps(name: str, node, units: int, dt: float) -> np.ndarray:
+    """A NIR ``Delay`` node's delays [units] in whole steps of ``dt`` ms: ``rint(d / dt)``
+    (nearest step, halves to even), refusing negative or non-finite delays."""
+    delay = np.asarray(node.delay, dtype=np.float64).ravel()
+    if delay.size not in (1, units):
+        raise SpikeforgeError(f"NIR node {name!r} (Delay) has {delay.size} delays for "
+                              f"{units} channels; give one delay per channel")
+    if not np.all(np.isfinite(delay)) or np.any(delay < 0):
+        raise SpikeforgeError(f"NIR node {name!r} (Delay): delays must be finite and >= 0 s")
+    return np.broadcast_to(np.rint(delay * 1e3 / dt), (units,)).astype(np.int64)
+
+
+THRESHOLD_FEEDS = {"I": "IF", "LI": "LIF", "CubaLI": "CubaLIF"}
+"""Which node a NIR ``Threshold`` may follow, and the spiking node the pair becomes."""
+
+
+def _fuse_thresholds(nodes: dict, edges: list[tuple[str, str]]):
+    """Every ``Threshold`` that directly follows an ``I`` / ``LI`` / ``CubaLI`` node which
+    feeds nothing else becomes, with it, NIR's ``IF`` / ``LIF`` / ``CubaLIF`` (the pair's
+    name is the integrator's; it resets v to 0 after a spike). Any other ``Threshold`` is
+    refused, naming the node and why."""
+    nir = _nir()
+    nodes, edges = dict(nodes), list(edges)
+    for name in [k for k, v in nodes.items() if type(v).__name__ == "Threshold"]:
+        preds = [a for a, b in edges if b == name]
+        pred = preds[0] if len(preds) == 1 else None
+        kind = type(nodes[pred]).__name__ if pred is not None else None
+        feeds = [b for a, b in edges if a == pred] if pred is not None else []
+        if kind not in THRESHOLD_FEEDS or feeds != [name]:
+            why = (f"its input is {len(preds)} nodes" if pred is None else
+                   f"it follows {pred!r} ({kind})" if kind not in THRESHOLD_FEEDS else
+                   f"{pred!r} also feeds {', '.join(repr(b) for b in feeds if b != name)}")
+            raise SpikeforgeError(
+                f"NIR node {name!r} has type Threshold, which spikeforge cannot import "
+                f"here: {why}; spikeforge reads a Threshold only directly after an "
+                f"integrator (I, LI, CubaLI) that feeds nothing else, as a spiking neuron "
+                f"(a stand-alone Heaviside of a continuous signal has no spikeforge "
+                f"equivalent)")
+        src = nodes[pred]
+        shape = np.asarray(src.r).shape
+        thr = np.broadcast_to(np.asarray(nodes[name].threshold, dtype=np.float64),
+                              shape).copy() if np.asarray(nodes[name].threshold).size in (
+            1, math.prod(shape)) else None
+        if thr is None:
+            raise SpikeforgeError(f"NIR node {name!r} (Threshold) has "
+                                  f"{np.asarray(nodes[name].threshold).size} thresholds for "
+                                  f"the {math.prod(shape)} neurons of {pred!r}")
+        common = dict(v_threshold=thr.reshape(shape), v_reset=np.zeros(shape))
+        if kind == "I":
+            nodes[pred] = nir.IF(r=np.asarray(src.r, dtype=np.float64), **common)
+        elif kind == "LI":
+            nodes[pred] = nir.LIF(tau=src.tau, r=src.r, v_leak=src.v_leak, **common)
+        else:
+            nodes[pred] = nir.CubaLIF(tau_syn=src.tau_syn, tau_mem=src.tau_mem, r=src.r,
+                                      v_leak=src.v_leak, w_in=src.w_in, **common)
+        succs = [b for a, b in edges if a == name]
+        edges = [e for e in edges if name not in e] + [(pred, b) for b in succs]
+        del nodes[name]
+    return nodes, edges
+
+
 # -- neuron nodes -------------------------------------------------------------------------
 
 def _check_sizes(neuron, node: str, size: int) -> None:
@@ -350,6 +447,10 @@ def _ms(seconds) -> float:
     return round(float(seconds) * 1e3, 9)
 
 
+def _ms_all(seconds: np.ndarray) -> tuple[float, ...]:
+    return tuple(_ms(v) for v in seconds)
+
+
 def _values(values: np.ndarray) -> tuple[float, ...]:
     return (float(values[0]),) if _one(values) else tuple(float(v) for v in values)
 
@@ -376,8 +477,8 @@ def _neuron(name: str, node, size: int, bias: np.ndarray, area: float, dt: float
             params = CubaLIFParams(
                 tau_mem=_ms(tau_mem[0]), tau_syn=_ms(tau_syn[0]), threshold=_values(threshold),
                 v_leak=_values(v_leak), v_reset=_values(v_reset), bias=_values(current),
-                tau_mem_per_neuron=() if _one(tau_mem) else tuple(tau_mem * 1e3),
-                tau_syn_per_neuron=() if _one(tau_syn) else tuple(tau_syn * 1e3),
+                tau_mem_per_neuron=() if _one(tau_mem) else _ms_all(tau_mem),
+                tau_syn_per_neuron=() if _one(tau_syn) else _ms_all(tau_syn),
                 spiking=spiking)
         return params, r * w_in * area / tau_syn
     if kind in ("LIF", "LI"):
@@ -388,11 +489,187 @@ def _neuron(name: str, node, size: int, bias: np.ndarray, area: float, dt: float
         params = IFParams(tau_mem=_ms(tau[0]), threshold=_values(threshold),
                           v_leak=_values(v_leak), v_reset=_values(v_reset),
                           drive=_values(drive), spiking=spiking,
-                          tau_mem_per_neuron=() if _one(tau) else tuple(tau * 1e3))
+                          tau_mem_per_neuron=() if _one(tau) else _ms_all(tau))
         return params, r * area / tau
     params = IFParams(tau_mem=math.inf, threshold=_values(threshold), v_reset=_values(v_reset),
                       drive=_values(r * bias / 1e3), spiking=spiking)
     return params, r * area
+
+
+# -- what spikeforge wrote into node metadata ---------------------------------------------
+
+def _node_meta(node, key: str):
+    meta = getattr(node, "metadata", None) or {}
+    value = meta.get(key)
+    if isinstance(value, np.ndarray):
+        value = value.item() if value.size == 1 else value
+    if isinstance(value, bytes):
+        value = value.decode()
+    return value
+
+
+def _close(a, b) -> bool:
+    """Whether two parameter objects of one class hold the same values up to the float
+    rounding of a NIR round trip (seconds <-> ms, products of r and w_in)."""
+    for f in fields(a):
+        x, y = getattr(a, f.name), getattr(b, f.name)
+        if isinstance(x, bool | str) or isinstance(y, bool | str):
+            if x != y:
+                return False
+            continue
+        x, y = np.atleast_1d(np.asarray(x, float)), np.atleast_1d(np.asarray(y, float))
+        if x.shape != y.shape or not np.allclose(x, y, rtol=1e-9, atol=1e-12,
+                                                    equal_nan=False):
+            return False
+    return True
+
+
+def _hinted(params, node):
+    """The parameters spikeforge wrote for this node (metadata ``spikeforge.neuron``: model
+    name and exact values) when the node's NIR values still say the same; else ``params``
+    (in the hinted model's class where the values fit it). The NIR values always win:
+    an edited file imports what it says."""
+    raw = _node_meta(node, "spikeforge.neuron")
+    if not isinstance(raw, str):
+        return params
+    data = json.loads(raw)
+    model_name = data.pop("model", None)
+    cls = next((t for t, m in MODELS.items() if m.name == model_name), None)
+    if cls is None:
+        return params
+    hint = cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+    converted = params
+    if cls is CubaLIFParams and type(params) is LIFParams:
+        converted = CubaLIFParams(tau_mem=params.tau_mem, tau_syn=params.tau_syn,
+                                  threshold=(params.threshold,), spiking=params.spiking)
+    elif cls is IFParams and type(params) is DeltaLIFParams:
+        converted = IFParams(tau_mem=params.tau_mem, threshold=(params.threshold,))
+    elif cls is ALIFParams and type(params) is LIFParams:
+        converted = ALIFParams(params.tau_mem, params.tau_syn, params.threshold,
+                               params.spiking, tau_adapt=hint.tau_adapt, beta=hint.beta)
+    if type(converted) is not cls:
+        return params
+    per_neuron = [f for f in ("tau_mem", "tau_syn") if getattr(converted, f"{f}_per_neuron", ())]
+    if per_neuron:  # the layer's scalar taus are not in the file (per-neuron values are)
+        converted = replace(converted, **{f: getattr(hint, f) for f in per_neuron})
+    return hint if _close(converted, hint) else converted
+
+
+def _layer_meta(node) -> dict:
+    raw = _node_meta(node, "spikeforge.layer")
+    return json.loads(raw) if isinstance(raw, str) else {}
+
+
+# -- delays and structure of a layer's synapses -------------------------------------------
+
+def _synapses(name: str, terms: dict[int, np.ndarray], dt: float):
+    """(weight [out, in], delay in ms [out, in] or None, delay mode or None) of synapses
+    given per delay step ``q`` (``terms[q]`` [out, in]). Each synapse has its weight at
+    one step (a delay of q dt, mode ``round``) or split over two adjacent steps q, q + 1
+    as (1 - f) w and f w, which is spikeforge's interpolated delay (q + f) dt."""
+    if set(terms) == {0}:
+        return terms[0], None, None
+    top = max(terms)
+    stack = np.stack([terms.get(q, np.zeros_like(terms[min(terms)])) for q in range(top + 1)])
+    nonzero = stack != 0
+    count = nonzero.sum(axis=0)
+    weight = stack.sum(axis=0)
+    first = np.argmax(nonzero, axis=0)
+    if count.max(initial=0) <= 1:
+        return weight, first * dt, "round"
+    if count.max() > 2:
+        j, i = np.argwhere(count > 2)[0]
+        raise SpikeforgeError(f"NIR node {name!r}: the synapse from unit {i} to neuron {j} "
+                              f"arrives with {count[j, i]} different delays; spikeforge gives "
+                              f"each synapse one delay (or one split over two adjacent steps)")
+    last = top - np.argmax(nonzero[::-1], axis=0)
+    split = count == 2
+    safe = np.where(weight == 0, 1.0, weight)
+    later = np.take_along_axis(stack, np.minimum(first + 1, top)[None], axis=0)[0]
+    frac = np.where(split, later / safe, 0.0)
+    bad = split & ((last != first + 1) | (weight == 0) | (frac <= 0) | (frac >= 1))
+    if bad.any():
+        j, i = np.argwhere(bad)[0]
+        raise SpikeforgeError(
+            f"NIR node {name!r}: the synapse from unit {i} to neuron {j} arrives at two "
+            f"delays that are not one spikeforge synapse (needs adjacent steps q, q+1 with "
+            f"weights (1 - f) w and f w, 0 < f < 1)")
+    return weight, (first + frac) * dt, "interpolate"
+
+
+def _pool_of(step) -> int | None:
+    """The pool size of a NIR ``AvgPool2d`` spikeforge can run (square, stride = kernel,
+    no padding), else None."""
+    kind, node = step
+    if kind != "avgpool2d":
+        return None
+    k, s, p = _pair(node.kernel_size), _pair(node.stride), _pair(node.padding)
+    return k[0] if k[0] == k[1] and s == k and p == (0, 0) else None
+
+
+def _conv_of(step, in_shape: tuple[int, ...]) -> ConvSpec | None:
+    """The :class:`ConvSpec` of a NIR ``Conv2d`` node on ``in_shape`` images, or None where
+    spikeforge's conv layers cannot run it (dilation, groups, non-square kernels...)."""
+    kind, node = step
+    if kind != "conv" or len(in_shape) != 3 or isinstance(node.padding, str):
+        return None
+    weight = np.asarray(node.weight)
+    stride, padding = _pair(node.stride), _pair(node.padding)
+    if (weight.ndim != 4 or weight.shape[2] != weight.shape[3] or int(node.groups) != 1
+            or _pair(node.dilation) != (1, 1) or stride[0] != stride[1]
+            or padding[0] != padding[1] or weight.shape[1] != in_shape[0]):
+        return None
+    return ConvSpec(tuple(int(v) for v in in_shape), int(weight.shape[0]),
+                    int(weight.shape[2]), stride[0], padding[0])
+
+
+@dataclass
+class _Layer:
+    """One imported layer: its spec and the tensors to load."""
+
+    name: str
+    spec: LayerSpec
+    weight: np.ndarray          # dense [out, in] (the trainable tensor for conv / pooled)
+    recurrent: np.ndarray | None = None
+    delay: np.ndarray | None = None
+    recurrent_delay: np.ndarray | None = None
+    kernel: np.ndarray | None = None
+    pooled: np.ndarray | None = None
+    became: str = ""
+
+
+def _structure(layer: _Layer, path: tuple | None, source_shape: tuple[int, ...],
+               previous: _Layer | None, scale: np.ndarray) -> None:
+    """Make ``layer`` a conv layer, or a layer reading ``previous``'s pooled maps, where its
+    input path is one spikeforge runs as such (else it keeps its dense matrix)."""
+    if path is None or layer.delay is not None or not _one(scale):
+        return
+    steps = list(path)
+    pool = _pool_of(steps[0]) if steps else None
+    pooled_from = None
+    if pool is not None:
+        conv = previous.spec.conv if previous is not None else None
+        if conv is None or conv.pool != 1 or len(steps) < 2:
+            return
+        pooled_from = replace(conv, pool=pool)
+        source_shape = pooled_from.pooled_shape
+        steps = steps[1:]
+    if len(steps) == 1 and layer.spec.neuron.spiking:
+        conv = _conv_of(steps[0], source_shape)
+        if conv is None or conv.units != layer.spec.size:
+            return
+        layer.spec = replace(layer.spec, conv=conv)
+        layer.kernel = np.asarray(steps[0][1].weight, dtype=np.float64) * scale[0]
+        layer.became += f", conv {conv.channels}x{conv.kernel}x{conv.kernel}"
+    elif pooled_from is not None and [k for k, _ in steps][-1] == "linear" and all(
+            k == "flatten" for k, _ in steps[:-1]):
+        layer.pooled = np.asarray(steps[-1][1], dtype=np.float64) * scale[0]
+        layer.became += f", reads {pool}x{pool}-pooled maps"
+    else:
+        return
+    if pooled_from is not None:
+        previous.spec = replace(previous.spec, conv=pooled_from)
+        previous.became += f", pool {pool}"
 
 
 # -- the chain of layers ------------------------------------------------------------------
@@ -419,13 +696,15 @@ def _chain(graph: _Graph, input_name: str, output_name: str) -> list[tuple[str, 
         if len(fed) > 1:
             raise SpikeforgeError(
                 f"NIR node {previous!r} feeds several neuron nodes ({', '.join(fed)}); "
-                f"spikeforge runs a chain of layers, each fed by the one before it")
+                f"spikeforge runs a chain of layers, each fed by the one before it (a "
+                f"branching graph has no spikeforge network to run it)")
         current = fed[0]
         extra = set(into[current].maps) - {previous, current}
         if extra:
             raise SpikeforgeError(
                 f"NIR node {current!r} receives spikes from {sorted(extra)[0]!r} as well as "
-                f"from {previous!r}; spikeforge runs a chain of layers (no skip connections)")
+                f"from {previous!r}: a skip connection; spikeforge runs a chain of layers, "
+                f"each fed only by the one before it (and itself)")
         order.append(current)
         previous = current
     missing = [k for k in neurons if k not in order]
@@ -435,10 +714,10 @@ def _chain(graph: _Graph, input_name: str, output_name: str) -> list[tuple[str, 
     if not order:
         raise SpikeforgeError("NIR graph has no neuron nodes between Input and Output")
     out = graph.signal_into(output_name)
-    if set(out.maps) != {order[-1]} or out.maps[order[-1]] is not None or np.any(out.bias):
+    if set(out.maps) != {order[-1]} or out.maps[order[-1]] != {0: None} or np.any(out.bias):
         raise SpikeforgeError(
             f"NIR Output {output_name!r} must read the last neuron node {order[-1]!r} directly "
-            f"(not through linear nodes); end the graph with a neuron node")
+            f"(not through linear or delay nodes); end the graph with a neuron node")
     return [(k, into[k]) for k in order]
 
 
@@ -449,6 +728,144 @@ def _meta(graph, key: str, default):
     if isinstance(value, np.ndarray):
         value = value.item()
     return value
+
+
+def _describe(node, params) -> str:
+    from spikeforge.neurons import model_of
+
+    return f"{type(node).__name__} -> {model_of(params).name} ({type(params).__name__})"
+
+
+def _layers(g: _Graph, chain, input_name: str, area: float, dt: float) -> list[_Layer]:
+    layers: list[_Layer] = []
+    previous, source_shape = input_name, g.signal_out(input_name).shape
+    for name, signal in chain:
+        node = g.nodes[name]
+        params, scale = _neuron(name, node, signal.units, signal.bias, area, dt)
+        params = _hinted(params, node)
+        terms = {q: signal.matrix(previous, q) * scale[:, None] for q in signal.maps[previous]}
+        w, delay, mode = _synapses(name, terms, dt)
+        rec = rec_delay = None
+        if name in signal.maps:
+            rec_terms = {q: signal.matrix(name, q) * scale[:, None] for q in signal.maps[name]}
+            rec, rec_delay, rec_mode = _synapses(name, rec_terms, dt)
+            if rec_mode is not None and mode is not None and rec_mode != mode:
+                mode = "interpolate"  # whole steps are interpolated delays with f = 0
+            mode = mode or rec_mode
+            if not params.spiking:
+                raise SpikeforgeError(f"NIR node {name!r}: a non-spiking node cannot be "
+                                      f"recurrent")
+        meta = _layer_meta(node)
+        delays = None
+        if mode is not None or meta.get("delays"):
+            from spikeforge.neurons import model_of
+
+            if not model_of(params).supports("delays"):
+                raise SpikeforgeError(
+                    f"NIR node {name!r} ({type(node).__name__}) receives delayed spikes, but "
+                    f"it imports as spikeforge's {model_of(params).name} model, which has no "
+                    f"synaptic delays (delays need one tau per layer, v_leak = v_reset = 0 "
+                    f"and no bias: spikeforge's LIF / LI or delta-synapse LIF)")
+            longest = max(float(np.max(d)) for d in (delay, rec_delay) if d is not None) \
+                if (delay is not None or rec_delay is not None) else 0.0
+            saved = meta.get("delays") or {}
+            delays = DelaySpec(max_ms=max(float(saved.get("max_ms", 0.0)), longest),
+                               init=saved.get("init", 0.0), learn=bool(saved.get("learn", False)),
+                               mode=saved.get("mode", mode or "round"))
+            delay = np.zeros_like(w) if delay is None else delay
+            if rec is not None and rec_delay is None:
+                rec_delay = np.zeros_like(rec)
+        init = {k: meta[k] for k in ("weight_mean", "weight_std", "recurrent_std")
+                if k in meta}
+        spec = LayerSpec(size=signal.units, neuron=params, recurrent=rec is not None,
+                         delays=delays, **init)
+        layer = _Layer(name, spec, w, rec, delay, rec_delay, became=_describe(node, params))
+        if delays is not None:
+            layer.became += f", delays ({delays.mode}, up to {delays.max_ms:g} ms)"
+        _structure(layer, signal.paths.get(previous), source_shape,
+                   layers[-1] if layers else None, scale)
+        layers.append(layer)
+        previous, source_shape = name, signal.shape
+    return layers
+
+
+def _load(network, layers: list[_Layer]) -> None:
+    """Copy the imported tensors into the built network."""
+    with torch.no_grad():
+        for module, layer in zip(network.layers, layers, strict=True):
+            if layer.kernel is not None:
+                module.parametrizations.weight.original.copy_(torch.from_numpy(layer.kernel))
+            elif layer.pooled is not None:
+                module.parametrizations.weight.original.copy_(torch.from_numpy(layer.pooled))
+            elif hasattr(module, "parametrizations"):
+                raise SpikeforgeError(f"NIR node {layer.name!r}: internal error, a structured "
+                                      f"layer without its tensor")  # pragma: no cover
+            else:
+                module.weight.copy_(torch.from_numpy(layer.weight))
+            if layer.recurrent is not None:
+                module.recurrent_weight.copy_(torch.from_numpy(layer.recurrent))
+            if layer.delay is not None:
+                module.delay.copy_(torch.from_numpy(layer.delay))
+            if layer.recurrent_delay is not None:
+                module.recurrent_delay.copy_(torch.from_numpy(layer.recurrent_delay))
+
+
+@dataclass
+class ImportReport:
+    """What an import made of each node: ``nodes`` maps a NIR node name to one line."""
+
+    model: LoadedModel
+    nodes: dict[str, str]
+    spike_area: float
+
+
+def import_graph(graph, dt: float | None = None, readout: str | None = None) -> ImportReport:
+    """:func:`from_nir` with a line per NIR node saying what it became."""
+    raw_nodes, raw_edges = _inline(graph)
+    fused = [k for k, v in raw_nodes.items() if type(v).__name__ == "Threshold"]
+    nodes, edges = _fuse_thresholds(raw_nodes, raw_edges)
+    _check_types(nodes)
+    inputs = [k for k, v in nodes.items() if type(v).__name__ == "Input"]
+    outputs = [k for k, v in nodes.items() if type(v).__name__ == "Output"]
+    if len(inputs) != 1 or len(outputs) != 1:
+        raise SpikeforgeError(f"NIR graph needs exactly one Input and one Output node, found "
+                              f"{len(inputs)} and {len(outputs)}")
+    ours = _meta(graph, "source", "") == "spikeforge"
+    dt = float(dt if dt is not None else _meta(graph, "spikeforge.dt_ms", 1.0))
+    if not (dt > 0):
+        raise SpikeforgeError(f"dt must be a positive number of ms, got {dt!r}")
+    area = 1.0 if ours else dt / 1e3
+    g = _Graph(nodes, edges, dt)
+    chain = _chain(g, inputs[0], outputs[0])
+    layers = _layers(g, chain, inputs[0], area, dt)
+    n_inputs = g.signal_out(inputs[0]).units
+    spec = NetworkSpec(n_inputs=int(n_inputs), layers=tuple(ly.spec for ly in layers), dt=dt)
+    with warnings.catch_warnings():  # imported for inference: no EventProp needed
+        warnings.filterwarnings("ignore", message=".*cannot learn with method='eventprop'")
+        network = build_network(spec)
+    _load(network, layers)
+    network.eval()
+    default = ("first_spike" if ours else "sum") if spec.layers[-1].neuron.spiking else "sum_exp"
+    readout = readout or str(_meta(graph, "spikeforge.readout", default))
+    if readout not in READOUTS:
+        raise SpikeforgeError(f"unknown readout {readout!r}; choose one of {READOUTS}")
+    report: dict[str, str] = {}
+    for name, kind in ((k, type(v).__name__) for k, v in raw_nodes.items()):
+        index = next((i for i, ly in enumerate(layers) if ly.name == name), None)
+        if index is not None:
+            layer = layers[index]
+            report[name] = f"layer {index}: {layer.became}, {layer.spec.size} neurons"
+        elif name in fused:
+            report[name] = "Threshold: fused with its integrator into a spiking neuron"
+        elif kind == "Input":
+            report[name] = f"Input: {n_inputs} input channels"
+        elif kind == "Output":
+            report[name] = f"Output: readout {readout!r}"
+        elif kind == "Delay":
+            report[name] = f"Delay: per-synapse delays of the next layer (rounded to dt={dt:g} ms)"
+        else:
+            report[name] = f"{kind}: folded into the synapses of the next layer"
+    return ImportReport(LoadedModel(network, readout), report, area)
 
 
 def from_nir(graph, dt: float | None = None, readout: str | None = None) -> LoadedModel:
@@ -463,47 +880,7 @@ def from_nir(graph, dt: float | None = None, readout: str | None = None) -> Load
             ``sum_exp`` for a non-spiking output and ``sum`` (spike counts) for a
             spiking one).
     """
-    nodes, edges = _inline(graph)
-    _check_types(nodes)
-    inputs = [k for k, v in nodes.items() if type(v).__name__ == "Input"]
-    outputs = [k for k, v in nodes.items() if type(v).__name__ == "Output"]
-    if len(inputs) != 1 or len(outputs) != 1:
-        raise SpikeforgeError(f"NIR graph needs exactly one Input and one Output node, found "
-                              f"{len(inputs)} and {len(outputs)}")
-    ours = _meta(graph, "source", "") == "spikeforge"
-    dt = float(dt if dt is not None else _meta(graph, "spikeforge.dt_ms", 1.0))
-    if not (dt > 0):
-        raise SpikeforgeError(f"dt must be a positive number of ms, got {dt!r}")
-    area = 1.0 if ours else dt / 1e3
-    g = _Graph(nodes, edges)
-    chain = _chain(g, inputs[0], outputs[0])
-    layers, weights = [], []
-    previous = inputs[0]
-    for name, signal in chain:
-        params, scale = _neuron(name, nodes[name], signal.units, signal.bias, area, dt)
-        w = signal.matrix(previous) * scale[:, None]
-        rec = signal.matrix(name) * scale[:, None] if name in signal.maps else None
-        if rec is not None and not params.spiking:
-            raise SpikeforgeError(f"NIR node {name!r}: a non-spiking node cannot be recurrent")
-        layers.append(LayerSpec(size=signal.units, neuron=params, recurrent=rec is not None))
-        weights.append((w, rec))
-        previous = name
-    n_inputs = g.signal_out(inputs[0]).units
-    spec = NetworkSpec(n_inputs=int(n_inputs), layers=tuple(layers), dt=dt)
-    with warnings.catch_warnings():  # imported for inference: no EventProp needed
-        warnings.filterwarnings("ignore", message=".*cannot learn with method='eventprop'")
-        network = build_network(spec)
-    with torch.no_grad():
-        for layer, (w, rec) in zip(network.layers, weights, strict=True):
-            layer.weight.copy_(torch.from_numpy(w))
-            if rec is not None:
-                layer.recurrent_weight.copy_(torch.from_numpy(rec))
-    network.eval()
-    default = ("first_spike" if ours else "sum") if layers[-1].neuron.spiking else "sum_exp"
-    readout = readout or str(_meta(graph, "spikeforge.readout", default))
-    if readout not in READOUTS:
-        raise SpikeforgeError(f"unknown readout {readout!r}; choose one of {READOUTS}")
-    return LoadedModel(network, readout)
+    return import_graph(graph, dt, readout).model
 
 
 # -- files --------------------------------------------------------------------------------

@@ -20,6 +20,15 @@ Cluster = Annotated[Path | None, typer.Option(
     help="YAML with a 'slurm:' section (partition, account, time, gpus_per_trial, ...) "
          "for --executor slurm (default: none).")]
 Retries = Annotated[int, typer.Option(help="Retries of a failed trial/fold.")]
+Gpus = Annotated[str, typer.Option(
+    help="GPUs of this machine to place trials/folds on (local and a Dask LocalCluster): "
+         "auto (every visible one; none visible: the CPU, nothing changes), none, N (the "
+         "first N) or visible indices such as 0,2. Each worker gets its own "
+         "CUDA_VISIBLE_DEVICES.")]
+GpusPerTrial = Annotated[int | None, typer.Option(
+    help="GPUs given to each trial/fold (default: 1 when GPUs are visible; slurm: "
+         "gpus_per_trial of --cluster; dask with --dask-address: 1 when a worker "
+         "advertises GPU resources). 0: no placement.")]
 AsJson = Annotated[bool, typer.Option("--json", help="Last stdout line: JSON result.")]
 StorageEnv = Annotated[str | None, typer.Option(
     help="Read the storage URL from this environment variable (keeps a password out of "
@@ -69,6 +78,8 @@ def sweep(
     max_retries: Retries = 2,
     dask_address: DaskAddress = None,
     cluster: Cluster = None,
+    gpus: Gpus = "auto",
+    gpus_per_trial: GpusPerTrial = None,
     as_json: AsJson = False,
 ) -> None:
     """Hyper-parameter sweep with Optuna; re-running the same command resumes it."""
@@ -80,7 +91,8 @@ def sweep(
                         executor=executor, storage=storage, storage_env=storage_env,
                         storage_file=storage_file, pruner=pruner, seed=seed,
                         overrides=overrides, max_retries=max_retries,
-                        dask_address=dask_address, cluster_file=cluster)
+                        dask_address=dask_address, cluster_file=cluster, gpus=gpus,
+                        gpus_per_trial=gpus_per_trial)
     if as_json:
         print(json.dumps(summary))
         return
@@ -102,6 +114,12 @@ def cv(
     max_retries: Retries = 2,
     dask_address: DaskAddress = None,
     cluster: Cluster = None,
+    gpus: Gpus = "auto",
+    gpus_per_trial: GpusPerTrial = None,
+    fold: Annotated[list[int] | None, typer.Option(
+        "--fold", metavar="I", help="Train only fold I (0-based; repeatable), e.g. "
+        "--fold $SLURM_ARRAY_TASK_ID: several such commands may share --out; the same "
+        "command without --fold then collects (default: every fold).")] = None,
     as_json: AsJson = False,
 ) -> None:
     """Cross-validation over the training split; re-running skips completed folds."""
@@ -111,13 +129,18 @@ def cv(
     folder = out or _default_out("cv", config, overrides)
     summary = run_cv(config, folder, folds=folds, workers=workers, executor=executor,
                      overrides=overrides, max_retries=max_retries, final=final,
-                     dask_address=dask_address, cluster_file=cluster)
+                     dask_address=dask_address, cluster_file=cluster, gpus=gpus,
+                     gpus_per_trial=gpus_per_trial, only_folds=fold)
     if as_json:
         print(json.dumps({k: v for k, v in summary.items() if k != "confusion"}))
         return
-    for fold in summary["folds"]:
-        who = f" speakers {fold['speakers']}" if fold["speakers"] else ""
-        print(f"fold {fold['fold']}{who}: {fold['accuracy']:.4f} (n={fold['n_held_out']})")
+    for row in summary["folds"]:
+        who = f" speakers {row['speakers']}" if row["speakers"] else ""
+        print(f"fold {row['fold']}{who}: {row['accuracy']:.4f} (n={row['n_held_out']})")
+    if "mean_accuracy" not in summary:  # --fold: a part of the folds
+        print(f"{summary['n_complete']}/{summary['n_folds']} folds complete; run the same "
+              "command without --fold to train the rest and the final run and collect")
+        return
     print(f"accuracy: {summary['mean_accuracy']:.4f} ± {summary['std_accuracy']:.4f} "
           f"over {summary['n_folds']} folds")
     if "final_test_accuracy" in summary:

@@ -14,6 +14,15 @@ CV folder ``OUT/``::
 A fold is complete when its ``fold.json`` exists (written atomically after training), so
 re-running the command skips completed folds and resumes a partly trained one from its
 checkpoint.
+
+``only_folds`` (``--fold I``) trains just those folds, e.g. one per SLURM array task:
+several such commands may share the folder at once (each fold's run folder is locked by
+its trainer, failed attempts go to ``errors-fold-II.json``); the same command without
+``--fold`` then trains what is missing, the final run, and writes ``cv_results.json``.
+
+GPUs: every fold (and the final run) that trains on a GPU is given its own
+(``gpus_per_trial``, see :func:`spikeforge.experiments.executors.make_executor`);
+``fold.json`` and ``cv_results.json`` record where each fold ran (``placement``).
 """
 
 from __future__ import annotations
@@ -47,7 +56,15 @@ from spikeforge.experiments.config import (
     load_config,
     semantic_config,
 )
-from spikeforge.experiments.executors import Executor, limit_threads, make_executor
+from spikeforge.experiments.executors import (
+    Executor,
+    check_device_for_placement,
+    limit_threads,
+    make_executor,
+    placement_summary,
+    placement_text,
+    wants_gpu,
+)
 from spikeforge.folder_lock import LOCK_FILE, FolderLock
 
 CV_FILE, BASE_CONFIG, RESULTS, ERRORS, FOLD_FILE = (
@@ -135,7 +152,8 @@ def _train_with_log(payload: dict[str, Any], splits: DatasetSplits) -> dict[str,
     log_path.parent.mkdir(parents=True, exist_ok=True)
     config = RunConfig.model_validate(payload["config"])
     with open(log_path, "a") as log:
-        log.write(f"--- attempt pid {os.getpid()} {time.strftime('%Y-%m-%dT%H:%M:%S')}\n")
+        log.write(f"--- attempt pid {os.getpid()}{placement_text(payload.get('placement'))} "
+                  f"{time.strftime('%Y-%m-%dT%H:%M:%S')}\n")
         log.flush()
         return train_run(config, Path(payload["run_dir"]), console=Console(file=log, width=120),
                          splits=splits)
@@ -163,6 +181,7 @@ def run_fold(payload: dict[str, Any]) -> dict[str, Any]:
         "test_accuracy": results["test_accuracy"],
         "predictions": evaluation.predictions.tolist(), "labels": evaluation.labels.tolist(),
         "speakers": None if speakers is None else speakers.tolist(),
+        "placement": payload.get("placement"),
     }  # fmt: skip
     write_text_atomic(run_dir / FOLD_FILE, json.dumps(record) + "\n")
     return record
@@ -204,6 +223,8 @@ def _prepare_folder(out: Path, record: dict[str, Any], base: RunConfig) -> None:
         return
     if out.exists() and {p.name for p in out.iterdir()
                          if TEMP_MARK not in p.name} - _CREATION_LEFTOVERS:
+        if path.is_file():  # another command (--fold array task) created it just now
+            return _prepare_folder(out, record, base)
         raise SpikeforgeError(f"output folder {out} exists but is not a cross-validation; "
                               "choose another --out")
     out.mkdir(parents=True, exist_ok=True)
@@ -269,9 +290,18 @@ def run_cv(
     dask_address: str | None = None,
     cluster_file: Path | None = None,
     console: Console | None = None,
+    gpus: str = "auto",
+    gpus_per_trial: int | None = None,
+    only_folds: list[int] | None = None,
 ) -> dict[str, Any]:
     """Run (or resume) cross-validation into ``out``; returns the summary (also written to
-    ``OUT/cv_results.json``)."""
+    ``OUT/cv_results.json``).
+
+    ``only_folds``: train just these fold indices (0-based) and return their records
+    (``folds``, ``n_complete`` of ``n_folds``); no final run, no ``cv_results.json``.
+    ``gpus`` / ``gpus_per_trial``: GPU placement, one group per fold by default
+    (:func:`spikeforge.experiments.executors.make_executor`).
+    """
     console = console or Console(stderr=True)
     out = Path(out).absolute()
     if max_retries < 0:
@@ -279,21 +309,34 @@ def run_cv(
     base = load_config(config_path, overrides)
     splits = load_splits(base)
     fold_list = make_folds(splits.train, str(folds), base.seed)
+    if only_folds is not None:
+        bad = sorted({i for i in only_folds if not 0 <= i < len(fold_list)})
+        if bad or not only_folds:
+            raise SpikeforgeError(f"--fold {bad[0] if bad else '(none)'}: this cross-validation "
+                                  f"has {len(fold_list)} folds, 0 .. {len(fold_list) - 1}")
     record = {"config": base.model_dump(mode="json"), "folds": str(folds), "seed": base.seed,
               "n_folds": len(fold_list),
               "fold_sizes": [int(f.held_out.size) for f in fold_list],
               "fold_speakers": [list(f.speakers) for f in fold_list]}
-    pool = make_executor(executor, workers, out, dask_address, cluster_file)
-    lock = FolderLock(out, "cross-validation")
+    pool = make_executor(executor, workers, out, dask_address, cluster_file, gpus=gpus,
+                         gpus_per_trial=gpus_per_trial)
+    # --fold commands share the folder (each fold's run folder has its own lock)
+    lock = FolderLock(out, "cross-validation") if only_folds is None else None
     try:
+        check_device_for_placement(base.train.device, pool.gpus_per_trial)
         _prepare_folder(out, record, base)
-        lock.acquire()
-        remove_stale_temps(out)
+        if lock is not None:
+            lock.acquire()
+            remove_stale_temps(out)
+        if placement_summary(pool):
+            console.print(placement_summary(pool))
         threads = pool.threads
         config = base.model_dump(mode="json")
+        gpus_each = pool.gpus_per_trial if pool.gpus_per_trial and wants_gpu(config) else 0
         done: dict[str, dict[str, Any]] = {}
         jobs: dict[str, tuple[Callable, dict[str, Any]]] = {}
-        for fold in fold_list:
+        chosen = [f for f in fold_list if only_folds is None or f.index in only_folds]
+        for fold in chosen:
             run_dir = out / "folds" / fold.name
             if (run_dir / FOLD_FILE).is_file():
                 done[fold.name] = json.loads((run_dir / FOLD_FILE).read_text())
@@ -301,20 +344,40 @@ def run_cv(
             jobs[fold.name] = (run_fold, {
                 "config": config, "fold": fold.index, "held_out": fold.held_out.tolist(),
                 "speakers": list(fold.speakers), "run_dir": str(run_dir), "threads": threads,
-                "log": str(out / "logs" / f"{fold.name}.log"), "label": fold.name})
-        if final and not (out / "final" / "results.json").is_file():
+                "log": str(out / "logs" / f"{fold.name}.log"), "label": fold.name,
+                "gpus_per_trial": gpus_each})
+        if final and only_folds is None and not (out / "final" / "results.json").is_file():
             jobs["final"] = (run_final, {"config": config, "run_dir": str(out / "final"),
                                          "threads": threads, "label": "final",
-                                         "log": str(out / "logs" / "final.log")})
+                                         "log": str(out / "logs" / "final.log"),
+                                         "gpus_per_trial": gpus_each})
         if done:
             console.print(f"skipping {len(done)} completed fold(s): {', '.join(sorted(done))}")
-        done.update(run_jobs(pool, jobs, out / ERRORS, max_retries, console, "cv"))
+        errors = (out / ERRORS if only_folds is None else
+                  out / f"errors-{'-'.join(f.name for f in chosen)}.json")
+        done.update(run_jobs(pool, jobs, errors, max_retries, console, "cv"))
+        if only_folds is not None:
+            complete = sum((out / "folds" / f.name / FOLD_FILE).is_file() for f in fold_list)
+            return {"cv_dir": str(out), "n_folds": len(fold_list), "n_complete": complete,
+                    "folds": [_fold_row(done[f.name]) for f in chosen]}
         summary = summarise(out, [done[f.name] for f in fold_list], splits.train.n_classes)
         write_text_atomic(out / RESULTS, json.dumps(summary, indent=2) + "\n")
     finally:
         pool.close()
-        lock.release()
+        if lock is not None:
+            lock.release()
     return summary
+
+
+def _fold_row(record: dict[str, Any]) -> dict[str, Any]:
+    """A fold's line in ``cv_results.json``: index, held-out speakers, accuracy, sizes and
+    where it ran (``placement``, absent for folds recorded before placement existed)."""
+    row = {"fold": record["fold"], "speakers": record["held_out_speakers"],
+           "accuracy": record["accuracy"], "n_held_out": record["n_held_out"],
+           "n_train": record["n_train"]}
+    if record.get("placement"):
+        row["placement"] = record["placement"]
+    return row
 
 
 def summarise(out: Path, records: list[dict[str, Any]], n_classes: int) -> dict[str, Any]:
@@ -338,9 +401,7 @@ def summarise(out: Path, records: list[dict[str, Any]], n_classes: int) -> dict[
         "cv_dir": str(out), "n_folds": len(records),
         "mean_accuracy": float(accuracies.mean()),
         "std_accuracy": float(accuracies.std(ddof=1)) if len(records) > 1 else 0.0,
-        "folds": [{"fold": r["fold"], "speakers": r["held_out_speakers"],
-                   "accuracy": r["accuracy"], "n_held_out": r["n_held_out"],
-                   "n_train": r["n_train"]} for r in records],
+        "folds": [_fold_row(r) for r in records],
         "per_speaker": per_speaker, "confusion": confusion.tolist(),
     }  # fmt: skip
     final = Path(out) / "final" / "results.json"

@@ -50,7 +50,15 @@ from spikeforge.experiments.credentials import (
     resolve_storage,
     storage_from_options,
 )
-from spikeforge.experiments.executors import Task, limit_threads, make_executor
+from spikeforge.experiments.executors import (
+    Task,
+    check_device_for_placement,
+    limit_threads,
+    make_executor,
+    placement_summary,
+    placement_text,
+    wants_gpu,
+)
 from spikeforge.experiments.space import SearchSpace, load_space, parse_space, require_optuna
 from spikeforge.folder_lock import FolderLock
 
@@ -156,7 +164,8 @@ def run_trial(payload: dict[str, Any]) -> dict[str, Any]:
     log_path.parent.mkdir(parents=True, exist_ok=True)
     last: dict[str, Any] = {}
     with open(log_path, "a") as log:
-        log.write(f"--- attempt on {socket.gethostname()} pid {os.getpid()} "
+        log.write(f"--- attempt on {socket.gethostname()} pid {os.getpid()}"
+                  f"{placement_text(payload.get('placement'))} "
                   f"{time.strftime('%Y-%m-%dT%H:%M:%S')}\n")
         log.flush()
         trial = None
@@ -305,8 +314,15 @@ def run_sweep(
     task: Task | None = None,
     storage_env: str | None = None,
     storage_file: Path | None = None,
+    gpus: str = "auto",
+    gpus_per_trial: int | None = None,
 ) -> dict[str, Any]:
     """Run (or resume) a sweep of ``trials`` trials into ``out``; returns the summary.
+
+    GPUs: each trial that trains on a GPU is given ``gpus_per_trial`` of them (default 1
+    when GPUs are visible; ``gpus``: ``auto``, ``none``, ``N`` or visible indices ``0,2``;
+    see :func:`spikeforge.experiments.executors.make_executor`). The trial's store entry
+    records where it ran (``placement`` user attribute).
 
     The store is ``storage`` (a URL), the URL in environment variable ``storage_env`` or
     the one in file ``storage_file`` (at most one; default: ``out/study.db``). Workers
@@ -339,9 +355,13 @@ def run_sweep(
         open_storage(given)  # before creating anything
     plan = SweepPlan(json.loads(json.dumps(base.model_dump(mode="json"))), tree, sampler,
                      pruner, seed, url, storage_ref=ref or url)
-    pool = make_executor(executor, workers, out, dask_address, cluster_file)
+    pool = make_executor(executor, workers, out, dask_address, cluster_file, gpus=gpus,
+                         gpus_per_trial=gpus_per_trial)
     try:
+        check_device_for_placement(base.train.device, pool.gpus_per_trial)
         _prepare_folder(out, plan, base)
+        if placement_summary(pool):
+            console.print(placement_summary(pool))
         study = optuna.create_study(
             storage=open_storage(url), study_name=plan.study_name, direction="maximize",
             sampler=_sampler(sampler, space, seed), pruner=_pruner(pruner), load_if_exists=True)
@@ -379,14 +399,16 @@ def _coordinate(study, space: SearchSpace, plan: SweepPlan, out: Path, target: i
     def submit(trial) -> None:
         trial.set_user_attr("owner", owner.name)
         params = space.overrides(trial.params)
-        config = load_config(out / BASE_CONFIG, params)
+        config = load_config(out / BASE_CONFIG, params).model_dump(mode="json")
         payload = {
-            "config": config.model_dump(mode="json"), "run_dir": str(_trial_dir(out, trial.number)),
+            "config": config, "run_dir": str(_trial_dir(out, trial.number)),
             "log": str(out / "logs" / f"trial-{trial.number:04d}.log"),
             "storage": plan.storage_ref, "study_name": plan.study_name,
             "trial_id": trial._trial_id,
             "prune": plan.pruner != "none", "pruner": plan.pruner, "threads": threads,
             "label": f"trial{trial.number}", "params": params, "number": trial.number,
+            "gpus_per_trial": (pool.gpus_per_trial
+                               if pool.gpus_per_trial and wants_gpu(config) else 0),
         }  # fmt: skip
         trial.set_user_attr("run_dir", payload["run_dir"])
         running[pool.submit(task, payload)] = trial
@@ -433,9 +455,12 @@ def _record_success(study, trial, result: dict[str, Any]) -> None:
     TrialState = require_optuna().trial.TrialState
     if result["state"] == "pruned":
         trial.set_user_attr("pruned_after_epoch", result.get("epoch"))
+        if result.get("placement") is not None:
+            trial.set_user_attr("placement", result["placement"])
         study.tell(trial, state=TrialState.PRUNED)
         return
-    for key in ("test_accuracy", "test_loss", "train_seconds", "hidden_rate_hz"):
+    for key in ("test_accuracy", "test_loss", "train_seconds", "hidden_rate_hz",
+                "placement"):
         if result.get(key) is not None:
             trial.set_user_attr(key, result[key])
     study.tell(trial, float(result["val_accuracy"]))
@@ -492,6 +517,7 @@ def trial_table(study) -> list[dict[str, Any]]:
             "number": t.number, "state": t.state.name, "value": t.value,
             "params": dict(t.params), "test_accuracy": t.user_attrs.get("test_accuracy"),
             "errors": t.user_attrs.get("errors", []), "run_dir": t.user_attrs.get("run_dir"),
+            "placement": t.user_attrs.get("placement"),
             "seconds": (t.duration.total_seconds() if t.duration else None),
         })  # fmt: skip
     return rows

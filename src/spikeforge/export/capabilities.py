@@ -1,13 +1,15 @@
 """What each export target can express; a clear error naming the layer otherwise.
 
 Convolutional layers (and the average pooling folded into the next layer) are exported
-as their equivalent dense weight matrices (``layer.weight`` is that matrix): a NIR
-``Linear`` node, explicit synapses in Brian2 and NEST. Exact, but without the kernel
-structure (a NIR ``Conv2d`` node would keep it; not written yet).
+to NIR as ``Conv2d`` and ``AvgPool2d`` nodes (:mod:`spikeforge.export.nir_io`), and to
+Brian2 and NEST as their equivalent dense weight matrices (``layer.weight`` is that
+matrix): explicit synapses. ALIF is written to NIR as a CubaLIF with spikeforge's
+adaptation in its metadata (:data:`spikeforge.export.nir_io.NIR_EXTENSIONS`).
 
-Per-synapse delays (whole-step or interpolated) are exact in Brian2 and NEST: a synapse
+Per-synapse delays (whole-step or interpolated) are exact in Brian2, NEST and NIR: a synapse
 with delay (q + f) dt becomes two synapses, weight (1 - f) w with delay q dt and f w with
-delay (q + 1) dt, which is spikeforge's interpolation rule.
+delay (q + 1) dt, which is spikeforge's interpolation rule (in NIR: one Linear + Delay
+branch per delay step).
 """
 
 from __future__ import annotations
@@ -22,13 +24,18 @@ def _layer_features(layer, target: str) -> list[str]:
     ``target`` cannot express."""
     features = []
     model = model_of(layer.neuron)
-    if not model.supports(target):
+    extension = target == "nir" and model.name in _nir_extensions()
+    if not model.supports(target) and not extension:
         features.append(f"{model.title} neurons")
-    if getattr(layer, "delays", None) is not None and target == "nir":
-        features.append("per-synapse delays (NIR Delay nodes delay whole channels)")
     if getattr(layer, "tau_spread", 0.0):
         features.append("per-neuron time constants (tau_spread > 0)")
     return features
+
+
+def _nir_extensions() -> tuple[str, ...]:
+    from spikeforge.export.nir_io import NIR_EXTENSIONS
+
+    return NIR_EXTENSIONS
 
 
 def check_expressible(model: LoadedModel, target: str) -> None:

@@ -104,6 +104,11 @@ def snntorch_check(model: LoadedModel, path: Path, max_samples: int | None) -> d
         return None  # snnTorch's output spikes would need a spike-time readout; skip
     if any(layer.recurrent for layer in spec.layers):
         return None  # snnTorch wraps a recurrent loop in a sub-graph (not steppable here)
+    from spikeforge.neurons import LIFParams
+
+    if any(type(layer.neuron) is not LIFParams or layer.conv is not None
+           or layer.delays is not None for layer in spec.layers):
+        return None  # the conversion above covers dense CubaLIF / CubaLI layers only
     graph = snntorch_graph(nir.read(path))
     dt = model.network.spec.dt
     return agreement.check(model, model.splits.test,

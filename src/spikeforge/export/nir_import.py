@@ -623,6 +623,23 @@ def _conv_of(step, in_shape: tuple[int, ...]) -> ConvSpec | None:
                     int(weight.shape[2]), stride[0], padding[0])
 
 
+def _saved_delays(node, key: str, delay: np.ndarray, weight: np.ndarray, spec: DelaySpec,
+                  dt: float) -> np.ndarray:
+    """The trainable delays spikeforge saved in the node's metadata where they give the
+    graph's delays (clamped to [0, max_ms] and rounded or split as ``spec.mode`` says) on
+    every synapse with a weight; else the graph's own delays."""
+    saved = _node_meta(node, key)
+    if not isinstance(saved, np.ndarray) or saved.shape != delay.shape:
+        return delay
+    used = np.clip(saved, 0.0, spec.max_ms)
+    live = weight != 0
+    if spec.mode == "round":
+        same = np.rint(used / dt) == np.rint(delay / dt)
+    else:
+        same = np.abs(used - delay) <= 1e-6 * dt
+    return saved.astype(np.float64) if np.all(same | ~live) else delay
+
+
 @dataclass
 class _Layer:
     """One imported layer: its spec and the tensors to load."""
@@ -775,6 +792,10 @@ def _layers(g: _Graph, chain, input_name: str, area: float, dt: float) -> list[_
             delay = np.zeros_like(w) if delay is None else delay
             if rec is not None and rec_delay is None:
                 rec_delay = np.zeros_like(rec)
+            delay = _saved_delays(node, "spikeforge.delay_ms", delay, w, delays, dt)
+            if rec is not None:
+                rec_delay = _saved_delays(node, "spikeforge.recurrent_delay_ms", rec_delay,
+                                          rec, delays, dt)
         init = {k: meta[k] for k in ("weight_mean", "weight_std", "recurrent_std")
                 if k in meta}
         spec = LayerSpec(size=signal.units, neuron=params, recurrent=rec is not None,

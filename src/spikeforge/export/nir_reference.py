@@ -85,6 +85,7 @@ class _Neuron:
     v: np.ndarray = field(default=None)  # type: ignore[assignment]
     i: np.ndarray = field(default=None)  # type: ignore[assignment]
     level: np.ndarray = field(default=None)  # type: ignore[assignment]
+    a: np.ndarray | float = 0.0
 
 
 def _arr(node, name: str, shape: tuple[int, ...], default: float) -> np.ndarray:
@@ -242,6 +243,9 @@ class _Sim:
                     thr = self.nodes[fused_by[0]].threshold
                     p["v_threshold"] = _arr(SimpleThreshold(thr), "v_threshold", shape, 0.0)
                     p["v_reset"] = np.zeros(n)
+                adapt = _alif_extension(node)
+                if adapt is not None:
+                    p["tau_adapt"], p["beta"] = np.full(n, adapt[0]), np.full(n, adapt[1])
                 self.neurons[name] = _Neuron(kind, shape, p, spiking,
                                              np.zeros((self.B, n)), np.zeros((self.B, n)),
                                              np.zeros((self.B, n)))
@@ -314,6 +318,8 @@ class _Sim:
         h = self.h
         for nrn in self.neurons.values():
             p, c = nrn.p, nrn.level
+            if "beta" in p:
+                nrn.a = nrn.a * np.exp(-h / p["tau_adapt"])
             if nrn.kind in ("CubaLIF", "CubaLI"):
                 tm, ts, r = p["tau_mem"], p["tau_syn"], p["r"]
                 am, as_ = np.exp(-h / tm), np.exp(-h / ts)
@@ -337,8 +343,12 @@ class _Sim:
         for name, nrn in self.neurons.items():
             if not nrn.spiking:
                 continue
-            s = nrn.v > nrn.p["v_threshold"]
+            adaptive = "beta" in nrn.p
+            threshold = nrn.p["v_threshold"] + (nrn.p["beta"] * nrn.a if adaptive else 0.0)
+            s = nrn.v > threshold
             nrn.v = np.where(s, nrn.p["v_reset"], nrn.v)
+            if adaptive:
+                nrn.a = nrn.a + s
             spikes[name] = s.astype(np.float64)
         return spikes
 
@@ -402,6 +412,21 @@ class _Sim:
                 nrn.v = nrn.v + p["r"] * pulse / p["tau"]
             else:
                 nrn.v = nrn.v + p["r"] * pulse
+
+
+def _alif_extension(node) -> tuple[float, float] | None:
+    """(tau_adapt in s, beta) of a CubaLIF carrying spikeforge's ALIF extension
+    (:mod:`spikeforge.export.nir_io`), else None."""
+    import json
+
+    raw = (getattr(node, "metadata", None) or {}).get("spikeforge.neuron")
+    raw = raw.decode() if isinstance(raw, bytes) else raw
+    if type(node).__name__ != "CubaLIF" or not isinstance(raw, str):
+        return None
+    data = json.loads(raw)
+    if data.get("model") != "alif":
+        return None
+    return float(data["tau_adapt"]) / 1e3, float(data["beta"])
 
 
 @dataclass

@@ -31,6 +31,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
+
 from spikeforge.errors import SpikeforgeError
 from spikeforge.neurons import lif
 from spikeforge.neurons.base import NeuronModel, exact_decays
@@ -118,6 +120,34 @@ def adjoint_integrate(lv, li, la, p):
     return p[ALPHA_MEM] * lv, p[ALPHA_SYN] * li + p[SYN_GAIN] * lv, la
 
 
+def nir_node(params: CubaLIFParams, size: int, nir):
+    """NIR ``CubaLIF`` (``CubaLI`` for a readout), times in seconds, per-neuron vectors of
+    ``size``: r = 1 and ``w_in = tau_syn`` (a Dirac of area w raises I by w, spikeforge's
+    I += w), v_leak, v_threshold, v_reset as given. The constant current ``bias`` is not
+    part of the node: :func:`nir_input_bias` gives the ``Affine`` bias that carries it."""
+    def vector(values) -> np.ndarray:
+        return np.broadcast_to(np.asarray(values, dtype=np.float64), (size,)).copy()
+
+    tau_syn = vector(params.tau_syn_per_neuron or (params.tau_syn,)) / 1e3
+    tau_mem = vector(params.tau_mem_per_neuron or (params.tau_mem,)) / 1e3
+    common = dict(tau_syn=tau_syn, tau_mem=tau_mem, r=np.ones(size), v_leak=vector(params.v_leak),
+                  w_in=tau_syn.copy())
+    if not params.spiking:
+        return nir.CubaLI(**common)
+    return nir.CubaLIF(**common, v_threshold=vector(params.threshold),
+                       v_reset=vector(params.v_reset))
+
+
+def nir_input_bias(params: CubaLIFParams, size: int) -> np.ndarray | None:
+    """The bias b [size] of the ``Affine`` node feeding :func:`nir_node`'s node that makes
+    NIR's steady current w_in b equal ``bias`` (None when there is no bias)."""
+    if not any(params.bias):
+        return None
+    tau_syn = np.broadcast_to(np.asarray(params.tau_syn_per_neuron or (params.tau_syn,)),
+                              (size,)) / 1e3
+    return np.broadcast_to(np.asarray(params.bias, dtype=np.float64), (size,)) / tau_syn
+
+
 # the threshold and the synaptic current sit in the same rows as in the plain LIF model
 margin = lif.margin
 spike_values = lif.spike_values
@@ -130,7 +160,7 @@ MODEL = NeuronModel(
     factor_names=FACTOR_NAMES,
     factors=factors,
     n_spike_values=1,
-    features=frozenset({"spiking", "readout", "recurrent", "bptt"}),
+    features=frozenset({"spiking", "readout", "recurrent", "bptt", "nir"}),
     integrate=integrate,
     margin=margin,
     reset=reset,
@@ -139,4 +169,5 @@ MODEL = NeuronModel(
     jump_denominator=None,
     jump=None,
     source_files=(__file__, lif.__file__),
+    nir_node=nir_node,
 )

@@ -26,6 +26,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
+
 from spikeforge.errors import SpikeforgeError
 from spikeforge.neurons.base import NeuronModel
 from spikeforge.neurons.vectors import above, as_values, check_values, row_like
@@ -117,6 +119,41 @@ def adjoint_integrate(lv, li, la, p):
     return p[ALPHA_MEM] * lv, p[ALPHA_MEM] * lv, la
 
 
+def nir_node(params: IFParams, size: int, nir):
+    """NIR ``IF`` / ``I`` (no leak, r = 1: a Dirac of area w raises V by w) or, with a leak,
+    ``LIF`` / ``LI`` with ``r = tau`` (the same jump), times in seconds. The constant
+    ``drive`` is not part of the node: :func:`nir_input_bias` gives the ``Affine`` bias."""
+    from spikeforge.errors import SpikeforgeError
+
+    def vector(values) -> np.ndarray:
+        return np.broadcast_to(np.asarray(values, dtype=np.float64), (size,)).copy()
+
+    tau = vector(params.tau_mem_per_neuron or (params.tau_mem,))
+    if np.all(np.isinf(tau)):
+        if not params.spiking:
+            return nir.I(r=np.ones(size))
+        return nir.IF(r=np.ones(size), v_threshold=vector(params.threshold),
+                      v_reset=vector(params.v_reset))
+    if np.any(np.isinf(tau)):
+        raise SpikeforgeError("an IF layer with leaky and non-leaky neurons has no NIR node; "
+                              "give every neuron a finite tau_mem or none")
+    tau_s = tau / 1e3
+    common = dict(tau=tau_s, r=tau_s.copy(), v_leak=vector(params.v_leak))
+    if not params.spiking:
+        return nir.LI(**common)
+    return nir.LIF(**common, v_threshold=vector(params.threshold),
+                   v_reset=vector(params.v_reset))
+
+
+def nir_input_bias(params: IFParams, size: int) -> np.ndarray | None:
+    """The bias b [size] (per s) of the ``Affine`` node feeding :func:`nir_node`'s node that
+    gives spikeforge's ``drive`` (voltage per ms): b = 1000 drive for both node kinds (r = 1
+    without leak, r = tau with it). None when there is no drive."""
+    if not any(params.drive):
+        return None
+    return np.broadcast_to(np.asarray(params.drive, dtype=np.float64), (size,)) * 1e3
+
+
 MODEL = NeuronModel(
     title="integrate-and-fire (delta synapse, optional leak)",
     name="if",
@@ -124,7 +161,7 @@ MODEL = NeuronModel(
     factor_names=FACTOR_NAMES,
     factors=factors,
     n_spike_values=1,
-    features=frozenset({"spiking", "readout", "recurrent", "bptt"}),
+    features=frozenset({"spiking", "readout", "recurrent", "bptt", "nir"}),
     integrate=integrate,
     margin=margin,
     reset=reset,
@@ -133,4 +170,5 @@ MODEL = NeuronModel(
     jump_denominator=None,
     jump=None,
     source_files=(__file__,),
+    nir_node=nir_node,
 )

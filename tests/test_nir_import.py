@@ -191,8 +191,8 @@ def test_parallel_branches_are_summed_and_skip_connections_refused():
 
 
 @pytest.mark.parametrize("node, expected", [
-    (lambda: nir.Delay(delay=np.ones(3)), "'x' has type Delay.*per-synapse"),
-    (lambda: nir.Threshold(threshold=np.ones(3)), "'x' has type Threshold.*Heaviside"),
+    (lambda: nir.Threshold(threshold=np.ones(3)),
+     "'x' has type Threshold.*follows 'fc' \\(Linear\\).*Heaviside"),
     (lambda: nir.Conv1d(input_shape=4, weight=np.ones((1, 1, 2)), stride=1, padding=0,
                         dilation=1, groups=1, bias=np.zeros(1)), "'x' has type Conv1d.*2-D"),
 ])  # fmt: skip
@@ -201,3 +201,165 @@ def test_inexpressible_nodes_are_refused_naming_node_type_and_reason(node, expec
                    ("lif", _snntorch_cubalif(3, 0.9, 0.9)))
     with pytest.raises(SpikeforgeError, match=expected):
         from_nir(graph, dt=DT)
+
+
+# -- Threshold and Delay, checked against NIR's equations (the reference simulator) -------
+
+def _ours(graph):
+    """Mark a graph as written in spikeforge's convention (a spike is a Dirac of area 1)."""
+    graph.metadata = {"source": "spikeforge", "spikeforge.dt_ms": 1.0}
+    return graph
+
+
+def _spikes(n_in, n_batch=6, n_steps=80, seed=0):
+    rng = np.random.default_rng(seed)
+    rate = np.linspace(0.03, 0.15, n_batch)[:, None, None]
+    return (rng.random((n_batch, n_steps, n_in)) < rate).astype(np.float32)
+
+
+def _agree(graph, x, exact=True):
+    """spikeforge's import vs the reference simulator: identical spikes when thresholds
+    are checked on spikeforge's grid; returns Pearson r of all spike counts on a grid 20x
+    finer (thresholds every 0.05 ms)."""
+    from spikeforge.engine import Events
+    from spikeforge.export.nir_reference import simulate
+
+    model = from_nir(graph)
+    ours = spikeforge_output(model, Events.from_dense(x))
+    if exact:
+        grid = simulate(graph, x, 1.0, substeps=1, threshold_on_grid=True)
+        for a, b in zip(ours.counts, grid.counts.values(), strict=True):
+            np.testing.assert_array_equal(a, b)
+        np.testing.assert_allclose(ours.readout, grid.readout, atol=1e-5)
+    fine = simulate(graph, x, 1.0, substeps=20)
+    a = np.concatenate([c.ravel() for c in ours.counts])
+    b = np.concatenate([c.ravel() for c in fine.counts.values()])
+    assert a.sum() > 100
+    return float(np.corrcoef(a, b)[0, 1])
+
+
+def _readout(n):
+    return nir.CubaLI(tau_syn=np.full(n, 5e-3), tau_mem=np.full(n, 10e-3), r=np.ones(n),
+                      v_leak=np.zeros(n), w_in=np.full(n, 5e-3))
+
+
+def test_threshold_after_integrator_is_an_if_neuron():
+    """I -> Threshold (the integrator feeding nothing else) is NIR's IF composition: the
+    same network as an IF node, and NIR's equations agree with it (measured r = 1.000: V
+    jumps only at input arrivals, so the fine grid finds the same crossings)."""
+    rng = np.random.default_rng(0)
+    n_in, n = 6, 8
+    w, w2 = rng.normal(0.3, 0.2, (n, n_in)), rng.normal(0.4, 0.3, (3, n))
+    pair = _chain(("fc", nir.Linear(weight=w)), ("i", nir.I(r=np.ones(n))),
+                  ("thr", nir.Threshold(threshold=np.full(n, 1.0))),
+                  ("fc2", nir.Linear(weight=w2)), ("out", _readout(3)), n_in=n_in)
+    node = _chain(("fc", nir.Linear(weight=w)), ("i", nir.IF(r=np.ones(n),
+                  v_threshold=np.ones(n), v_reset=np.zeros(n))),
+                  ("fc2", nir.Linear(weight=w2)), ("out", _readout(3)), n_in=n_in)
+    a, b = from_nir(_ours(pair)), from_nir(_ours(node))
+    assert a.network.spec == b.network.spec
+    neuron = a.network.spec.layers[0].neuron
+    assert isinstance(neuron, IFParams) and neuron.tau_mem == float("inf") and neuron.spiking
+    for pa, pb in zip(a.network.parameters(), b.network.parameters(), strict=True):
+        assert torch.equal(pa, pb)
+    assert _agree(pair, _spikes(n_in)) >= 0.95
+
+
+def test_threshold_after_leaky_integrators_is_lif_or_cubalif():
+    n = 4
+    li = nir.LI(tau=np.full(n, 10e-3), r=np.full(n, 10e-3), v_leak=np.zeros(n))
+    model = from_nir(_ours(_chain(("fc", nir.Linear(weight=np.ones((n, 4)))), ("li", li),
+                                  ("thr", nir.Threshold(threshold=np.full(n, 0.7))),
+                                  ("fc2", nir.Linear(weight=np.ones((3, n)))),
+                                  ("out", _readout(3)))))
+    assert model.network.spec.layers[0].neuron == DeltaLIFParams(tau_mem=10.0, threshold=0.7)
+    cuba = _readout(n)
+    model = from_nir(_ours(_chain(("fc", nir.Linear(weight=np.ones((n, 4)))), ("li", cuba),
+                                  ("thr", nir.Threshold(threshold=np.array(0.5))),
+                                  ("fc2", nir.Linear(weight=np.ones((3, n)))),
+                                  ("out", _readout(3)))))
+    assert model.network.spec.layers[0].neuron == LIFParams(10.0, 5.0, 0.5)
+
+
+def test_threshold_of_an_integrator_that_also_feeds_another_node_is_refused():
+    n = 3
+    nodes = {"input": nir.Input(input_type={"input": np.array([4])}),
+             "fc": nir.Linear(weight=np.ones((n, 4))), "i": nir.I(r=np.ones(n)),
+             "thr": nir.Threshold(threshold=np.ones(n)), "out": _readout(n),
+             "output": nir.Output(output_type={"output": np.array([n])})}
+    edges = [("input", "fc"), ("fc", "i"), ("i", "thr"), ("i", "out"), ("thr", "out"),
+             ("out", "output")]
+    with pytest.raises(SpikeforgeError, match="'thr' has type Threshold.*'i' also feeds 'out'"):
+        from_nir(_graph(nodes, edges))
+
+
+def _delayed_graph(delay_s, where="post", n_in=6, n=8, seed=0):
+    rng = np.random.default_rng(seed)
+    w, w2 = rng.normal(0.8, 0.4, (n, n_in)), rng.normal(0.5, 0.3, (3, n))
+    lif = nir.CubaLIF(tau_syn=np.full(n, 2e-3), tau_mem=np.full(n, 10e-3), r=np.ones(n),
+                      v_leak=np.zeros(n), v_threshold=np.ones(n), v_reset=np.zeros(n),
+                      w_in=np.full(n, 2e-3))
+    steps = [("fc", nir.Linear(weight=w)), ("delay", nir.Delay(delay=np.asarray(delay_s)))]
+    if where == "pre":
+        steps = steps[::-1]
+    return _ours(_chain(*steps, ("lif", lif), ("fc2", nir.Linear(weight=w2)),
+                        ("out", _readout(3)), n_in=n_in)), w
+
+
+def test_delay_between_linear_and_neuron_is_per_neuron_delay_rounded_to_dt():
+    """Delays are rounded to the nearest step (halves to even: 1.5 -> 2, 2.5 -> 2)."""
+    delay = np.array([0.4, 0.6, 1.5, 2.5, 3.2, 0.0, 4.0, 1.0]) * 1e-3
+    graph, w = _delayed_graph(delay)
+    model = from_nir(graph)
+    layer, spec = model.network.layers[0], model.network.spec.layers[0]
+    assert spec.delays.mode == "round" and spec.delays.max_ms == 4.0
+    expected = np.array([0, 1, 2, 2, 3, 0, 4, 1], dtype=float)
+    np.testing.assert_array_equal(layer.delay.detach().numpy(),
+                                  np.repeat(expected[:, None], 6, axis=1))
+    np.testing.assert_allclose(layer.weight.detach().numpy(), w, rtol=1e-6)
+    assert _agree(graph, _spikes(6)) >= 0.95
+
+
+def test_delay_on_the_input_is_per_input_delay():
+    delay = np.array([0.0, 1.0, 2.0, 3.0, 1.0, 5.0]) * 1e-3
+    graph, _ = _delayed_graph(delay, where="pre")
+    layer = from_nir(graph).network.layers[0]
+    np.testing.assert_array_equal(layer.delay.detach().numpy(),
+                                  np.repeat([[0, 1, 2, 3, 1, 5]], 8, axis=0))
+    assert _agree(graph, _spikes(6)) >= 0.95
+
+
+def test_unrounded_delays_agree_with_nir_equations_on_a_fine_grid():
+    """Delays off the 1 ms grid: the fine-grid reference keeps them (to 0.05 ms), the
+    import rounds them; spike counts still agree (measured r = 0.994)."""
+    graph, _ = _delayed_graph(np.array([0.3, 0.7, 1.2, 1.8, 2.4, 2.6, 3.3, 3.9]) * 1e-3)
+    assert _agree(graph, _spikes(6), exact=False) >= 0.95
+
+
+def test_two_adjacent_delays_of_one_synapse_are_an_interpolated_delay():
+    """Two parallel paths, (1 - f) w after 2 ms and f w after 3 ms, are spikeforge's
+    interpolated delay of (2 + f) ms."""
+    n_in, n = 4, 3
+    w = np.full((n, n_in), 0.9)
+    nodes = {"input": nir.Input(input_type={"input": np.array([n_in])}),
+             "a": nir.Linear(weight=0.75 * w), "b": nir.Linear(weight=0.25 * w),
+             "da": nir.Delay(delay=np.full(n, 2e-3)), "db": nir.Delay(delay=np.full(n, 3e-3)),
+             "lif": _readout(n), "output": nir.Output(output_type={"output": np.array([n])})}
+    edges = [("input", "a"), ("a", "da"), ("da", "lif"), ("input", "b"), ("b", "db"),
+             ("db", "lif"), ("lif", "output")]
+    model = from_nir(_ours(_graph(nodes, edges)))
+    layer, spec = model.network.layers[0], model.network.spec.layers[0]
+    assert spec.delays.mode == "interpolate"
+    np.testing.assert_allclose(layer.delay.detach().numpy(), 2.25, rtol=1e-6)
+    np.testing.assert_allclose(layer.weight.detach().numpy(), w * 5e-3 / 5e-3, rtol=1e-6)
+    nodes["c"], nodes["dc"] = nir.Linear(weight=0.1 * w), nir.Delay(delay=np.full(n, 5e-3))
+    edges += [("input", "c"), ("c", "dc"), ("dc", "lif")]
+    with pytest.raises(SpikeforgeError, match="'lif'.*arrives with 3 different delays"):
+        from_nir(_ours(_graph(nodes, edges)))
+
+
+def test_delayed_bias_is_refused():
+    graph, _ = _delayed_graph(np.full(8, 1e-3))
+    graph.nodes["fc"] = nir.Affine(weight=graph.nodes["fc"].weight, bias=np.full(8, 0.1))
+    with pytest.raises(SpikeforgeError, match="'delay' \\(Delay\\) delays a constant bias"):
+        from_nir(graph)

@@ -53,7 +53,9 @@ def register(app: typer.Typer) -> None:
     @app.command("import-nir")
     def import_nir_cmd(
         nir_file: Annotated[Path, typer.Argument(help="NIR graph (HDF5) to import.")],
-        out: Annotated[Path, typer.Option(help="spikeforge model file to write (.pt).")],
+        out: Annotated[Path | None, typer.Option(
+            help="spikeforge model file to write (.pt). Default: none (then --check is "
+                 "needed).")] = None,
         dt: Annotated[float | None, typer.Option(
             help="Time step in ms the graph was written for and simulated at: a spike is "
                  "one step of amplitude 1 (snnTorch: 0.1, Norse: its from_nir dt, 1.0 by "
@@ -61,17 +63,39 @@ def register(app: typer.Typer) -> None:
                  "spikeforge file, else 1.0.")] = None,
         readout: Annotated[str | None, typer.Option(
             help="sum, sum_exp, max or first_spike (default: from the file).")] = None,
+        check: Annotated[bool, typer.Option(
+            "--check", help="Print the graph, what each node became and the agreement with "
+                            "NIR's equations (reference simulator) on random input.")] = False,
+        samples: Annotated[int, typer.Option(
+            help="--check: random input samples.", show_default=True)] = 8,
+        steps: Annotated[int, typer.Option(
+            help="--check: time steps per sample.", show_default=True)] = 100,
+        seed: Annotated[int, typer.Option(
+            help="--check: seed of the random input.", show_default=True)] = 0,
         as_json: Annotated[bool, typer.Option("--json", help="Print one JSON line.")] = False,
     ) -> None:
-        """Read a NIR graph into a spikeforge model file."""
+        """Read a NIR graph into a spikeforge model file (--check: agreement with NIR's
+        equations on random input)."""
+        from spikeforge.errors import SpikeforgeError
         from spikeforge.export.run_export import import_nir
 
-        result = import_nir(nir_file, out, dt, readout)
+        if out is None and not check:
+            raise SpikeforgeError("import-nir needs --out FILE (the model file to write) or "
+                                  "--check (or both)")
+        result: dict = {}
+        if check:
+            from spikeforge.export.nir_check import check_nir, print_check
+
+            result["check"] = check_nir(nir_file, dt, readout, samples, steps, seed)
+        if out is not None:
+            result.update(import_nir(nir_file, out, dt, readout))
         if as_json:
             print(json.dumps(result))
-        else:
-            for key, value in result.items():
-                print(f"{key}: {value}")
+            return
+        if check:
+            print_check(result.pop("check"))
+        for key, value in result.items():
+            print(f"{key}: {value}")
 
     @app.command("energy")
     def energy_cmd(

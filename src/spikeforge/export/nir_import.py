@@ -1,14 +1,35 @@
 """NIR import: a NIR graph, as spikeforge or another library wrote it, becomes a network.
 
 **What a graph may hold.** ``Input``, ``Output``; linear nodes ``Linear``, ``Affine``,
-``Scale``, ``Flatten``, ``Conv2d``, ``SumPool2d``, ``AvgPool2d``; neuron nodes
-``CubaLIF``, ``CubaLI``, ``LIF``, ``LI``, ``IF``, ``I`` (integrator); nested ``NIRGraph``
-sub-graphs (inlined: snnTorch writes recurrent layers as a sub-graph ``input -> lif <->
-w_rec, lif -> output``, or flat with dotted names). Every path of linear nodes between
-two neuron nodes is one linear map, so parallel branches that meet again are summed; the
-neuron nodes must then form a chain (each fed by the one before it, optionally by
-itself: recurrence), ending in the ``Output``. Conv and pooling nodes become their exact
-dense matrices ([out_units, in_units]; image units C-major, ``(c*H + y)*W + x``).
+``Scale``, ``Flatten``, ``Conv2d``, ``SumPool2d``, ``AvgPool2d``; ``Delay``; neuron nodes
+``CubaLIF``, ``CubaLI``, ``LIF``, ``LI``, ``IF``, ``I`` (integrator); ``Threshold`` right
+after an ``I`` / ``LI`` / ``CubaLI`` node that feeds nothing else (the pair is NIR's
+``IF`` / ``LIF`` / ``CubaLIF``: integrator, threshold and reset to 0; a Threshold
+anywhere else is a stateless Heaviside of a continuous signal and is refused); nested
+``NIRGraph`` sub-graphs (inlined: snnTorch writes recurrent layers as a sub-graph
+``input -> lif <-> w_rec, lif -> output``, or flat with dotted names). Every path of
+linear and delay nodes between two neuron nodes is one linear map per delay, so parallel
+branches that meet again are summed; the neuron nodes must then form a chain (each fed
+by the one before it, optionally by itself: recurrence), ending in the ``Output``. A
+graph with skip connections or branches into several neuron nodes is refused, naming
+the node (spikeforge's networks are chains of layers).
+
+**Structure.** A neuron node fed by one ``Conv2d`` (square kernel, no dilation or
+groups), optionally behind an ``AvgPool2d`` with kernel = stride and no padding on a conv
+layer's maps, becomes a conv layer (its kernel trainable); a dense layer behind such a
+pooling (and a ``Flatten``) reads the pooled maps. Other conv and pooling nodes become
+their exact dense matrices ([out_units, in_units]; image units C-major,
+``(c*H + y)*W + x``).
+
+**Delays.** A ``Delay`` (y(t) = x(t - d) per channel) on the way from a source to a
+neuron node gives each synapse the delay of its path, rounded to whole steps of dt:
+``q = rint(d / dt)`` (nearest step, halves to even, as NumPy rounds). A Delay after the
+``Linear`` delays per neuron, one before it per input channel; paths with several delays
+that reach one synapse are each kept: a synapse reached at two adjacent steps q, q + 1
+with weights (1 - f) w and f w is spikeforge's interpolated delay (q + f) dt, any other
+mix is refused. Delayed layers run spikeforge's LIF / LI (or delta-synapse LIF) model,
+so the neuron node must map to one of them (one tau per layer, no v_leak, v_reset or
+bias), else the import is refused naming the node.
 
 **Spikes and time.** NIR's equations are continuous in seconds; a spike is a pulse.
 snnTorch, Norse and Sinabs feed a spike as amplitude 1 for one step of their time step
@@ -35,6 +56,10 @@ one value per layer, v_leak = v_reset = 0 and no bias becomes
 :class:`~spikeforge.neurons.DeltaLIFParams` (LIF); anything else the general models
 :class:`~spikeforge.neurons.CubaLIFParams` / :class:`~spikeforge.neurons.IFParams`
 (inference and BPTT; no EventProp gradient). spikeforge then integrates each step exactly.
+Graphs spikeforge wrote carry each layer's model and exact values in node metadata
+(:mod:`spikeforge.export.nir_io`); they are used where the NIR values still say the same
+(so the round trip rebuilds the same model class, ALIF included), else the NIR values
+win.
 """
 
 from __future__ import annotations

@@ -215,8 +215,9 @@ def hold_gpus(per_trial: int) -> Iterator[GpuHold | None]:
     """Inside a worker: hold ``per_trial`` of this worker's visible GPUs while a job runs.
 
     One group visible: that group (nothing to choose). Several: the first free one under
-    an exclusive ``flock`` on a node-local lock file (:func:`_lock_dir`), this process's previous group first, so that a Dask/SLURM worker process
-    keeps to one GPU; the lock goes with the job (or the process). None: no GPU visible.
+    an exclusive ``flock`` on a node-local lock file (:func:`_lock_dir`), this process's
+    previous group first, so that a Dask/SLURM worker process keeps to one GPU; the lock
+    goes with the job (or the process). None: no GPU visible.
     """
     visible = visible_gpus()
     if per_trial <= 0 or not visible:

@@ -230,7 +230,7 @@ def test_dask_gpu_resources_limit_concurrent_jobs_per_worker(tmp_path):
         assert a["placement"]["gpus"] != b["placement"]["gpus"]
 
 
-def test_dask_address_without_gpu_workers_refuses_an_explicit_gpu_request():
+def test_dask_gpu_request_checked_against_workers_or_taken_for_slurm():
     distributed = pytest.importorskip("distributed")
     from spikeforge.errors import SpikeforgeError
     from spikeforge.experiments.executors import DaskExecutor
@@ -241,6 +241,10 @@ def test_dask_address_without_gpu_workers_refuses_an_explicit_gpu_request():
             DaskExecutor(1, address=cluster.scheduler_address, gpus_per_trial=1)
         pool = DaskExecutor(1, address=cluster.scheduler_address)
         assert pool.gpus_per_trial == 0  # auto, no GPU workers: nothing changes
+        pool.close()
+        # a cluster whose GPU workers start later (SLURM jobs): the request is taken as is
+        pool = DaskExecutor(1, cluster=cluster, gpus_per_trial=1)
+        assert pool.gpus_per_trial == 1
         pool.close()
 
 
@@ -270,6 +274,39 @@ def test_slurm_job_script_requests_gpus_per_task(tmp_path):
     assert "#SBATCH --gres=gpu:2" in gres and "--resources GPU=2" in gres
     cpu = script()
     assert "gpus-per-task" not in cpu and "gres" not in cpu and "--resources" not in cpu
+
+
+def test_slurm_executor_checks_the_gpu_job_script_and_asks_for_gpu_resources(tmp_path,
+                                                                             monkeypatch):
+    pytest.importorskip("dask_jobqueue")
+    import dask_jobqueue
+
+    from spikeforge.experiments.executors import make_executor
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake = bin_dir / "sbatch"  # records the script `sbatch --test-only` is asked about
+    fake.write_text(f"#!/bin/sh\ncp \"$2\" {tmp_path / 'checked.sh'}\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setattr(dask_jobqueue.SLURMCluster, "scale", lambda self, *a, **kw: None)
+    cluster_file = tmp_path / "cluster.yaml"
+    cluster_file.write_text("slurm:\n  partition: gpu\n  gpus_per_trial: 1\n"
+                            "  trials_per_job: 2\n")
+    pool = make_executor("slurm", 2, tmp_path / "sweep", cluster_file=cluster_file)
+    try:
+        assert pool.name == "slurm" and pool.gpus_per_trial == 1
+        checked = (tmp_path / "checked.sh").read_text()
+        assert "#SBATCH --gpus-per-task=2" in checked and "--resources GPU=1" in checked
+    finally:
+        pool.close()
+    pool = make_executor("slurm", 1, tmp_path / "sweep", cluster_file=cluster_file,
+                         gpus_per_trial=0)  # --gpus-per-trial 0 overrides the file
+    try:
+        assert pool.gpus_per_trial == 0
+        assert "gpus-per-task" not in (tmp_path / "checked.sh").read_text()
+    finally:
+        pool.close()
 
 
 # -- bad requests -----------------------------------------------------------------------

@@ -471,7 +471,9 @@ class DaskExecutor:
     that group as its ``CUDA_VISIBLE_DEVICES`` and ``GPU`` resources. Jobs that ask for
     GPUs are submitted with ``resources={"GPU": gpus_per_trial}``, so a worker runs at most
     as many of them at once as it advertises. ``gpus_per_trial`` for an ``address`` or a
-    given ``cluster``: None = 1 if a worker advertises ``GPU`` resources now, else 0.
+    given ``cluster``: None = 1 if a worker advertises ``GPU`` resources now, else 0; a
+    number is checked against the workers of an ``address`` and taken as it is for a
+    ``cluster`` whose workers start later (SLURM jobs advertise ``GPU`` when they run).
     """
 
     name = "dask"
@@ -498,6 +500,8 @@ class DaskExecutor:
         self.gpu_groups = list(gpus or []) if self._own_cluster is not None else []
         if self._own_cluster is not None:
             self.gpus_per_trial = len(gpus[0]) if gpus else 0
+        elif cluster is not None and gpus_per_trial is not None:
+            self.gpus_per_trial = gpus_per_trial  # its workers (SLURM jobs) start later
         elif gpus_per_trial is None or gpus_per_trial > 0:
             self.gpus_per_trial = self._check_gpu_workers(gpus_per_trial, address)
         else:

@@ -230,6 +230,39 @@ def test_dask_gpu_resources_limit_concurrent_jobs_per_worker(tmp_path):
         assert a["placement"]["gpus"] != b["placement"]["gpus"]
 
 
+@pytest.mark.slow
+def test_dask_local_cluster_gets_one_worker_per_gpu(tmp_path, monkeypatch):
+    pytest.importorskip("distributed")
+    from spikeforge.experiments.executors import make_executor, placement_summary
+
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "4,5")
+    pool = make_executor("dask", 3, tmp_path)  # 3 workers on 2 GPUs: two share one
+    try:
+        assert pool.gpus_per_trial == 1 and pool.gpu_groups == [("4",), ("5",)]
+        assert "3 workers share 2 group(s)" in placement_summary(pool)
+        workers = pool.client.scheduler_info(n_workers=-1)["workers"].values()
+        assert sorted(w["resources"]["GPU"] for w in workers) == [1, 1, 1]
+        jobs = [pool.submit(recording_job, {"config": {"train": {"device": "auto"}},
+                                            "seconds": 0.5, "gpus_per_trial": 1,
+                                            "label": f"t{i}"}) for i in range(6)]
+        deadline = time.time() + 120
+        while not all(j.done() for j in jobs):
+            assert time.time() < deadline
+            time.sleep(0.1)
+        records = [j.outcome()[1] for j in jobs]
+    finally:
+        pool.close()
+    for record in records:  # each worker process saw exactly its own GPU
+        assert record["cuda_visible_devices"] in {"4", "5"}
+        assert record["device"] == "auto"
+        assert record["placement"]["gpus"] == [record["cuda_visible_devices"]]
+    by_worker = {}
+    for record in records:
+        by_worker.setdefault(record["worker"], set()).add(record["cuda_visible_devices"])
+    assert all(len(ids) == 1 for ids in by_worker.values())
+    assert set().union(*by_worker.values()) == {"4", "5"}
+
+
 def test_dask_gpu_request_checked_against_workers_or_taken_for_slurm():
     distributed = pytest.importorskip("distributed")
     from spikeforge.errors import SpikeforgeError

@@ -67,10 +67,18 @@ def _conv_pool_dense():
                    LayerSpec(10, LIFParams(20.0, 5.0, spiking=False))], n_inputs=64)
 
 
+def _if_readout(tau_mem: float):
+    """A non-leaky IF layer read out by an IF integrator: NIR I (tau = inf) or LI."""
+    return _model([LayerSpec(10, IFParams(threshold=1.0), weight_mean=0.6),
+                   LayerSpec(4, IFParams(tau_mem=tau_mem, spiking=False), weight_mean=0.3)])
+
+
 CASES = {
     "lif_recurrent_spiking_output": lambda: small_model(recurrent=True, spiking_output=True),
     "cuba_lif_and_if": _general,
     "alif": _alif,
+    "if_integrator_readout": lambda: _if_readout(float("inf")),
+    "if_leaky_readout": lambda: _if_readout(12.0),
     "delays_round_recurrent": lambda: delayed_model("round", recurrent=True),
     "delays_interpolated": lambda: delayed_model("interpolate"),
     "conv_pool_conv": _conv,
@@ -120,6 +128,8 @@ def test_graph_keeps_structure():
     np.testing.assert_allclose(general.nodes["fc0"].bias * general.nodes["lif0"].w_in, 0.05)
     np.testing.assert_allclose(general.nodes["fc1"].bias, 0.01 * 1e3)  # drive per s
     np.testing.assert_allclose(general.nodes["lif1"].r, general.nodes["lif1"].tau)
+    assert type(to_nir(_if_readout(float("inf"))).nodes["out"]).__name__ == "I"
+    assert type(to_nir(_if_readout(12.0)).nodes["out"]).__name__ == "LI"
     alif = to_nir(_alif()).nodes["lif0"]
     assert type(alif).__name__ == "CubaLIF"
     assert "tau_adapt" in alif.metadata["spikeforge.extension"]

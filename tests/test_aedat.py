@@ -87,3 +87,73 @@ def test_registry_name_reads_the_folder(tmp_path):
     write_folder(tmp_path)
     s = load("dvsgesture", data_dir=tmp_path, dt=1.0, max_time_ms=4.0)
     assert s.name == "dvsgesture" and len(s.test) == 2 and s.test.n_inputs == 2 * 32 * 32
+
+
+def test_subject_split_from_file_names_without_lists(tmp_path):
+    """No trials_to_*.txt: users 1-23 train, 24-29 test (the official split), by name."""
+    aedat.write_synthetic_gestures(tmp_path, [2, 23, 24, 29], seed=1, n_events=40)
+    (tmp_path / "notes.aedat").write_bytes(b"")  # not a userNN file: ignored
+    s = aedat.load(dt=5.0, data_dir=tmp_path, max_time_ms=500.0, val_fraction=0.1)
+    assert set(s.train.speakers) == {2} and set(s.val.speakers) == {23}
+    assert set(s.test.speakers) == {24, 29} and len(s.test) == 22
+    assert s.test.labels.tolist() == list(range(11)) * 2
+    assert aedat.trial_names(tmp_path, "test", "subjects") == ["user24_led.aedat",
+                                                               "user29_led.aedat"]
+    with pytest.raises(SpikeforgeError, match="trials_to_train.txt not found"):
+        aedat.load(data_dir=tmp_path, split="lists")
+    # with lists the lists decide; write_lists follows the subject split
+    aedat.write_synthetic_gestures(tmp_path, [2, 23, 24, 29], seed=1, n_events=40,
+                                   write_lists=True)
+    assert (tmp_path / "trials_to_test.txt").read_text().split() == ["user24_led.aedat",
+                                                                     "user29_led.aedat"]
+
+
+def test_random_validation_split_is_stratified(tmp_path):
+    aedat.write_synthetic_gestures(tmp_path, [1, 2, 24], seed=2, n_events=40)
+    s = aedat.load(dt=5.0, data_dir=tmp_path, max_time_ms=500.0, val_split="random",
+                   val_fraction=0.5)
+    assert len(s.val) == 11 and sorted(s.val.labels.tolist()) == list(range(11))
+    assert set(s.train.speakers) | set(s.val.speakers) == {1, 2}
+    with pytest.raises(SpikeforgeError, match="val_split 'subject'"):
+        aedat.load(data_dir=tmp_path, val_split="subject")
+
+
+def test_file_names_without_subject_are_an_error(tmp_path):
+    (tmp_path / "trials_to_train.txt").write_text("gesture.aedat\n")
+    (tmp_path / "trials_to_test.txt").write_text("gesture.aedat\n")
+    ev = make_events([1], [1], [10], [1])
+    (tmp_path / "gesture.aedat").write_bytes(aedat.encode_aedat31(ev))
+    (tmp_path / "gesture_labels.csv").write_text("class,startTime_usec,endTime_usec\n1,0,20\n")
+    with pytest.raises(SpikeforgeError, match="userNN_<lighting>.aedat"):
+        aedat.load(data_dir=tmp_path)
+
+
+def test_synthetic_gestures_are_not_told_apart_by_event_count():
+    rng = np.random.default_rng(0)
+    samples = [aedat.synthetic_gesture_events(c, rng) for c in range(11)]
+    assert {len(e) for e in samples} == {1500}
+    centre_x = [e["x"][len(e) // 2:].mean() - e["x"][: len(e) // 2].mean() for e in samples]
+    assert centre_x[0] > 10 and abs(centre_x[3]) < centre_x[0] and centre_x[5] < -10  # motion
+
+
+def test_dvsgesture_conv_recipe_trains_one_epoch_from_the_cli(tmp_path):
+    """configs/dvsgesture_conv.yaml end to end through ``spikeforge train --data-dir`` on
+    an AEDAT 3.1 folder with label CSVs (subject split from the file names)."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    aedat.write_synthetic_gestures(tmp_path / "dvs", [1, 2, 24], seed=0, n_events=1500)
+    recipe = Path(__file__).parents[1] / "configs" / "dvsgesture_conv.yaml"
+    proc = subprocess.run(
+        [sys.executable, "-m", "spikeforge.cli", "train", "--config", str(recipe),
+         "--data-dir", str(tmp_path / "dvs"), "--epochs", "1", "--out", str(tmp_path / "run"),
+         "--set", "train.batch_size=11", "--set", "train.threads=1",
+         "--set", "data.max_time_ms=600", "--json"],
+        capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["epochs"] == 1 and 0.0 <= result["test_accuracy"] <= 1.0
+    assert result["hidden_rate_hz"] > 0.1  # the conv and dense layers are not silent
+    assert set(result["per_speaker_accuracy"]) == {"24"}  # test subject only

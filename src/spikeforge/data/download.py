@@ -420,3 +420,165 @@ def ensure_file(
         f"dataset file {path} is missing ({why}); download {remote}{unpack} and put it "
         f"at {path}{hint}"
     )
+
+
+# -- folder datasets (N-MNIST, DVS Gesture): one archive per split, unpacked to a tree ---
+@dataclass(frozen=True)
+class TreeArchive:
+    """One published archive that unpacks to a folder of recordings.
+
+    Attributes:
+        url: full ``https://`` URL of the archive.
+        filename: local name of the downloaded archive (``.zip`` or ``.tar.gz``).
+        digest: pinned hex digest of the archive under ``algorithm``.
+        algorithm: ``"sha256"`` or ``"md5"`` (what the publisher gives).
+        folder: name of the folder the archive holds (at any depth up to 3), which
+            becomes ``<data folder>/<folder>``.
+    """
+
+    url: str
+    filename: str
+    digest: str
+    algorithm: str
+    folder: str
+
+
+def download_url(url: str, folder: Path, name: str, digest: str | None,
+                 algorithm: str = "sha256", limits: Limits | None = None) -> Path:
+    """Download the file at ``url`` (any https URL) into ``folder/name``, verified against
+    the pinned ``digest``; same rules as :func:`download` (lock, ``.part`` file, manifest)."""
+    check_url(url)
+    if os.environ.get("SPIKEFORGE_OFFLINE"):
+        raise SpikeforgeError("offline (SPIKEFORGE_OFFLINE is set)")
+    if digest is None:
+        raise SpikeforgeError(f"no pinned checksum for {url}; refusing to download an "
+                              "unverifiable file")
+    limits = limits or Limits()
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / name
+    with file_lock(_download_lock(folder, name)):
+        _remove_stale_parts(folder, name)
+        if target.is_file():
+            verify_on_disk(target, digest, algorithm)
+            return target
+        _download_locked(url, folder, target, name, digest, algorithm, "none", limits)
+    return target
+
+
+def _safe_member(name: str, archive: Path) -> Path:
+    path = Path(name)
+    if path.is_absolute() or ".." in path.parts:
+        raise SpikeforgeError(f"{archive} holds the unsafe path {name!r} (absolute or with "
+                              f"'..'); refusing to unpack it")
+    return path
+
+
+def extract_archive(archive: Path, dest: Path, limits: Limits | None = None) -> None:
+    """Unpack a ``.zip`` or ``.tar[.gz]`` ``archive`` into the folder ``dest`` (created):
+    regular files and folders only (links and devices are skipped), no absolute or ``..``
+    paths, at most ``limits.max_unpacked_bytes`` in all."""
+    import tarfile
+
+    limit = (limits or Limits()).max_unpacked_bytes
+    dest.mkdir(parents=True, exist_ok=True)
+    total = 0
+
+    def write(src: BinaryIO, rel: Path) -> None:
+        nonlocal total
+        out = dest / rel
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with open(out, "wb") as dst:
+            for chunk in iter(lambda: src.read(1 << 20), b""):
+                total += len(chunk)
+                if total > limit:
+                    raise SpikeforgeError(f"{archive} unpacks to more than the limit of "
+                                          f"{limit} bytes")
+                dst.write(chunk)
+
+    try:
+        if zipfile.is_zipfile(archive):
+            with zipfile.ZipFile(archive) as bundle:
+                for member in bundle.infolist():
+                    rel = _safe_member(member.filename, archive)
+                    if member.is_dir():
+                        (dest / rel).mkdir(parents=True, exist_ok=True)
+                        continue
+                    with bundle.open(member) as src:
+                        write(src, rel)
+            return
+        with tarfile.open(archive, "r:*") as bundle:
+            for member in bundle:
+                rel = _safe_member(member.name, archive)
+                if member.isdir():
+                    (dest / rel).mkdir(parents=True, exist_ok=True)
+                elif member.isfile():
+                    src = bundle.extractfile(member)
+                    assert src is not None
+                    with src:
+                        write(src, rel)
+    except (zipfile.BadZipFile, tarfile.TarError, OSError, EOFError) as exc:
+        raise SpikeforgeError(f"{archive} is not a readable zip or tar archive ({exc})") from exc
+
+
+def _find_folder(root: Path, name: str, depth: int = 3) -> Path | None:
+    level = [root]
+    for _ in range(depth + 1):
+        for folder in level:
+            if folder.name == name and folder != root:
+                return folder
+        level = [c for f in level for c in sorted(f.iterdir()) if c.is_dir()]
+    return None
+
+
+def ensure_tree(folder: Path, archives: tuple[TreeArchive, ...], allow_download: bool = True,
+                what: str = "dataset", limits: Limits | None = None) -> Path:
+    """``folder`` holding ``folder/<a.folder>`` for every archive ``a``; missing ones are
+    downloaded (pinned digest), unpacked and moved into place (a folder appears only when
+    complete; the archive is deleted after unpacking). Without the network, or with
+    ``allow_download`` off, the error names every URL and where its content goes."""
+    folder = Path(folder)
+    missing = [a for a in archives if not (folder / a.folder).is_dir()]
+    if not missing:
+        return folder
+
+    def manual(why: str) -> SpikeforgeError:
+        steps = "; ".join(f"download {a.url} ({a.algorithm.upper()} {a.digest}) and unpack "
+                          f"it so that its {a.folder}/ folder is {folder / a.folder}"
+                          for a in missing)
+        return SpikeforgeError(f"{what} is not in {folder} ({why}): {steps}; or pass "
+                               f"--data-dir to a folder that already holds it")
+
+    if not allow_download:
+        raise manual("downloads are disabled")
+    for archive in missing:
+        try:
+            path = download_url(archive.url, folder, archive.filename, archive.digest,
+                                archive.algorithm, limits)
+        except ChecksumError:
+            raise
+        except SpikeforgeError as exc:
+            raise manual(str(exc)) from exc
+        with file_lock(_download_lock(folder, archive.folder)):
+            if (folder / archive.folder).is_dir():  # another worker unpacked it
+                continue
+            for stale in folder.glob(f".{archive.folder}.*.part"):  # left by a kill
+                shutil.rmtree(stale, ignore_errors=True)
+            staging = Path(tempfile.mkdtemp(dir=folder, prefix=f".{archive.folder}.",
+                                            suffix=".part"))
+            try:
+                extract_archive(path, staging, limits)
+                found = _find_folder(staging, archive.folder)
+                if found is None:
+                    raise SpikeforgeError(f"{archive.url} holds no {archive.folder}/ folder; "
+                                          f"unpack it yourself and put that folder at "
+                                          f"{folder / archive.folder}")
+                found.rename(folder / archive.folder)
+            finally:
+                shutil.rmtree(staging, ignore_errors=True)
+        path.unlink(missing_ok=True)
+        _update_manifest(folder, archive.filename, None)
+    with file_lock(_manifest_lock(folder)):
+        if (folder / MANIFEST).is_file() and not read_manifest(folder):
+            (folder / MANIFEST).unlink()  # it only listed the archives, now deleted
+    return folder

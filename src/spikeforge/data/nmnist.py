@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from spikeforge.data.base import DatasetSplits, stratified_split
+from spikeforge.data.download import Limits, TreeArchive, default_cache_dir, ensure_tree
 from spikeforge.data.event_arrays import make_events
 from spikeforge.data.event_binning import EventBinner, event_dataset, file_samples
 from spikeforge.errors import SpikeforgeError
@@ -31,6 +32,17 @@ SENSOR_SIZE = (34, 34, 2)
 """(width, height, polarities)."""
 OVERFLOW_Y = 240
 OVERFLOW_US = 2**13
+
+_MENDELEY = "https://data.mendeley.com/public-files/datasets/468j46mzdv/files/"
+ARCHIVES = (
+    TreeArchive(_MENDELEY + "39c25547-014b-4137-a934-9d29fa53c7a0/file_downloaded",
+                "nmnist_train.zip", "20959b8e626244a1b502305a9e6e2031", "md5", "Train"),
+    TreeArchive(_MENDELEY + "05a4d654-7e03-4c15-bdfa-9bb2bcbea494/file_downloaded",
+                "nmnist_test.zip", "69ca8762b2fe404d9b9bad1103e97832", "md5", "Test"),
+)
+"""The N-MNIST release on Mendeley Data (dataset 468j46mzdv, Orchard et al.), with the MD5
+sums tonic pins for it (tonic/datasets/nmnist.py); only MD5 is published, so that is what
+a download is checked against."""
 
 
 def decode_nmnist(raw: bytes | np.ndarray, where: str = "N-MNIST data") -> np.ndarray:
@@ -80,7 +92,8 @@ def list_split(root: Path, split: str) -> tuple[list[Path], np.ndarray]:
         raise SpikeforgeError(
             f"N-MNIST folder {folder} not found; put the extracted dataset "
             f"(Train/0..9/*.bin and Test/0..9/*.bin from the N-MNIST release) under "
-            f"{root} and pass it as --data-dir")
+            f"{root} and pass it as --data-dir (or leave out --data-dir to download the "
+            f"release into the cache)")
     files: list[Path] = []
     labels: list[int] = []
     for digit in range(10):
@@ -92,15 +105,25 @@ def list_split(root: Path, split: str) -> tuple[list[Path], np.ndarray]:
     return files, np.asarray(labels, dtype=np.int64)
 
 
+def ensure_nmnist(folder: Path | str | None = None, download: bool = True,
+                  limits: Limits | None = None) -> Path:
+    """The N-MNIST folder (``Train/``, ``Test/``): ``folder`` (default: ``nmnist`` in the
+    download cache), with the two release archives downloaded over HTTPS, checked against
+    their pinned MD5 and unpacked where a split is missing (``download``)."""
+    folder = Path(folder) if folder is not None else default_cache_dir() / "nmnist"
+    return ensure_tree(folder, ARCHIVES, download, "N-MNIST", limits)
+
+
 def load(dt: float = 1.0, data_dir: Path | str | None = None, max_time_ms: float = 300.0,
          downsample: int = 1, refractory_ms: float = 0.0, val_fraction: float = 0.1,
-         seed: int = 0, **_: object) -> DatasetSplits:
+         seed: int = 0, download: bool = True, **_: object) -> DatasetSplits:
     """N-MNIST splits binned at ``dt`` ms over ``max_time_ms`` with [2, 34, 34] / ``downsample``
-    input units; the validation set is a stratified ``val_fraction`` of Train."""
-    if data_dir is None:
-        raise SpikeforgeError("N-MNIST is read from a folder: pass --data-dir DIR "
-                              "(DIR/Train/0..9/*.bin, DIR/Test/0..9/*.bin)")
-    root = Path(data_dir)
+    input units; the validation set is a stratified ``val_fraction`` of Train.
+
+    ``data_dir`` is a folder holding ``Train/0..9/*.bin`` and ``Test/0..9/*.bin``; without
+    it the release is read from the download cache (:func:`ensure_nmnist`, downloaded once
+    when ``download``)."""
+    root = ensure_nmnist(None, download) if data_dir is None else Path(data_dir)
     binner = EventBinner(SENSOR_SIZE, dt, max_time_ms, downsample, refractory_ms)
     train_files, train_labels = list_split(root, "Train")
     test_files, test_labels = list_split(root, "Test")
@@ -108,3 +131,91 @@ def load(dt: float = 1.0, data_dir: Path | str | None = None, max_time_ms: float
     test = event_dataset(file_samples(test_files, read_nmnist, binner), test_labels, 10)
     tr, va, _te = stratified_split(train_labels, (val_fraction, 0.0), seed)
     return DatasetSplits("nmnist", train.subset(tr), train.subset(va), test)
+
+
+# -- a synthetic N-MNIST-format task ---------------------------------------------------
+_SHAPES = (
+    ["#######"],                                              # horizontal bar
+    ["#"] * 7,                                                # vertical bar
+    ["#######", "#.....#", "#.....#", "#.....#", "#.....#", "#.....#", "#######"],  # ring
+    ["...#...", "...#...", "...#...", "#######", "...#...", "...#...", "...#..."],  # plus
+    ["#......", ".#.....", "..#....", "...#...", "....#..", ".....#.", "......#"],  # diagonal
+)
+_DIRECTIONS = ((1.0, 0.0), (0.0, 1.0))
+"""(dx, dy) unit motion: rightwards, downwards."""
+
+
+def _shape_mask(rows: list[str]) -> np.ndarray:
+    return np.array([[c == "#" for c in row] for row in rows], dtype=bool)
+
+
+def moving_pattern_events(label: int, rng: np.random.Generator, n_events: int = 600,
+                          noise: float = 0.1, duration_ms: float = 300.0,
+                          jitter: float = 3.0) -> np.ndarray:
+    """Structured events [n_events] of one synthetic recording of class ``label`` (0..9).
+
+    The class is a (shape, direction) pair: one of five 7-pixel-wide shapes (horizontal
+    bar, vertical bar, ring, plus, diagonal; ``label % 5``) moving rightwards or downwards
+    (``label // 5``) at a random speed of 0.04-0.07 px/ms for ``duration_ms`` ms, along a
+    path centred on the 34x34 sensor (as N-MNIST's digits are) with its start shifted by
+    up to ``jitter`` px in x and y. Events are what a DVS sees: ON at the shape's leading
+    edges, OFF at its trailing edges, at uniformly random times; a share ``noise`` of
+    them is uniform background noise. Every recording has exactly ``n_events`` events, so
+    the event count says nothing about the class; neither shape nor direction alone does
+    either (each shape moves both ways, each way carries five shapes).
+    """
+    if not 0 <= label < 10:
+        raise SpikeforgeError(f"moving-pattern label {label} outside 0..9")
+    mask = _shape_mask(_SHAPES[label % 5])
+    dx, dy = _DIRECTIONS[label // 5]
+    # leading edge: shape pixels whose neighbour ahead is empty; trailing: behind is empty
+    padded = np.pad(mask, 1)
+    rows, cols = mask.shape
+    ix, iy = int(dx), int(dy)
+    ahead = padded[1 + iy:1 + iy + rows, 1 + ix:1 + ix + cols]
+    behind = padded[1 - iy:1 - iy + rows, 1 - ix:1 - ix + cols]
+    lead = np.argwhere(mask & ~ahead)     # (row, col) pairs
+    trail = np.argwhere(mask & ~behind)
+    w, h, _ = SENSOR_SIZE
+    speed = rng.uniform(0.04, 0.07)        # px / ms
+    travel = speed * duration_ms
+    x0 = (w - cols - (travel if dx else 0.0)) / 2 + rng.uniform(-jitter, jitter)
+    y0 = (h - rows - (travel if dy else 0.0)) / 2 + rng.uniform(-jitter, jitter)
+    n_noise = int(round(noise * n_events))
+    n_sig = n_events - n_noise
+    t = np.sort(rng.uniform(0.0, duration_ms, n_sig))
+    on = rng.random(n_sig) < 0.5
+    pick_lead = lead[rng.integers(0, len(lead), n_sig)]
+    pick_trail = trail[rng.integers(0, len(trail), n_sig)]
+    rc = np.where(on[:, None], pick_lead, pick_trail)
+    # leading edge one pixel ahead of the shape (turning on), trailing edge on the pixel
+    # being left (turning off)
+    step = np.where(on, 1.0, 0.0)
+    xs = np.floor(x0 + rc[:, 1] + dx * (speed * t + step)).astype(np.int64)
+    ys = np.floor(y0 + rc[:, 0] + dy * (speed * t + step)).astype(np.int64)
+    xs, ys = np.clip(xs, 0, w - 1), np.clip(ys, 0, h - 1)
+    tn = rng.uniform(0.0, duration_ms, n_noise)
+    x = np.concatenate([xs, rng.integers(0, w, n_noise)])
+    y = np.concatenate([ys, rng.integers(0, h, n_noise)])
+    p = np.concatenate([on.astype(np.int64), rng.integers(0, 2, n_noise)])
+    times = np.concatenate([t, tn])
+    order = np.argsort(times, kind="stable")
+    return make_events(x[order], y[order], np.round(times[order] * 1000).astype(np.int64),
+                       p[order])
+
+
+def write_moving_patterns(root: Path | str, train_per_class: int, test_per_class: int,
+                          seed: int = 0, n_events: int = 600) -> Path:
+    """Write a synthetic N-MNIST-format folder ``root/Train|Test/<0..9>/<k>.bin`` of
+    :func:`moving_pattern_events` recordings (``train_per_class`` / ``test_per_class``
+    files per class); returns ``root``."""
+    root = Path(root)
+    rng = np.random.default_rng(seed)
+    for split, count in (("Train", train_per_class), ("Test", test_per_class)):
+        for label in range(10):
+            folder = root / split / str(label)
+            folder.mkdir(parents=True, exist_ok=True)
+            for k in range(count):
+                events = moving_pattern_events(label, rng, n_events)
+                (folder / f"{k:05d}.bin").write_bytes(encode_nmnist(events))
+    return root

@@ -76,7 +76,10 @@ def load_data(data: Any) -> DatasetSplits:
     elif data.name == "mnist":
         options = {"encoding": data.encoding, "download": data.download}
     elif data.name in ("nmnist", "dvsgesture"):
-        options = {"downsample": data.channel_stride, "val_fraction": data.val_fraction}
+        options = {"downsample": data.channel_stride, "val_fraction": data.val_fraction,
+                   "download": data.download}
+        if data.name == "dvsgesture":
+            options["val_split"] = data.val_split
         if data.max_time_ms is not None:
             options["max_time_ms"] = data.max_time_ms
     splits = load_dataset(data.name, data.dt, data.data_dir, **options)

@@ -206,7 +206,7 @@ def test_snntorch_consumer_agrees_on_digits(tmp_path):
     for target in ("brian2", "nest")
 ] + [
     (target, {"tau_spread": 0.2}, "per-neuron time constants")
-    for target in ("nir", "brian2", "nest")
+    for target in ("brian2", "nest")
 ])
 def test_inexpressible_layer_names_layer_and_target(target, feature, expected):
     from types import SimpleNamespace

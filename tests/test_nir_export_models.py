@@ -67,6 +67,15 @@ def _conv_pool_dense():
                    LayerSpec(10, LIFParams(20.0, 5.0, spiking=False))], n_inputs=64)
 
 
+def _tau_spread():
+    """Per-neuron time constants (tau_spread) in LIF, ALIF and the LI readout."""
+    return _model([
+        LayerSpec(10, LIFParams(20.0, 5.0, 1.0), tau_spread=0.2, recurrent=True,
+                  weight_mean=1.5),
+        LayerSpec(10, ALIFParams(20.0, 5.0, 1.0, tau_adapt=80.0, beta=0.2), tau_spread=0.3),
+        LayerSpec(4, LIFParams(15.0, 4.0, spiking=False), tau_spread=0.1, weight_mean=0.3)])
+
+
 def _if_readout(tau_mem: float):
     """A non-leaky IF layer read out by an IF integrator: NIR I (tau = inf) or LI."""
     return _model([LayerSpec(10, IFParams(threshold=1.0), weight_mean=0.6),
@@ -77,6 +86,7 @@ CASES = {
     "lif_recurrent_spiking_output": lambda: small_model(recurrent=True, spiking_output=True),
     "cuba_lif_and_if": _general,
     "alif": _alif,
+    "tau_spread": _tau_spread,
     "if_integrator_readout": lambda: _if_readout(float("inf")),
     "if_leaky_readout": lambda: _if_readout(12.0),
     "delays_round_recurrent": lambda: delayed_model("round", recurrent=True),
@@ -133,6 +143,26 @@ def test_graph_keeps_structure():
     alif = to_nir(_alif()).nodes["lif0"]
     assert type(alif).__name__ == "CubaLIF"
     assert "tau_adapt" in alif.metadata["spikeforge.extension"]
+
+
+def test_trained_time_constants_come_back_as_fixed_per_neuron_values(tmp_path):
+    """A layer with trained per-neuron taus (train_tau) imports with the same taus, fixed
+    (train_tau is set again to train them: a model file must load with EventProp)."""
+    torch.manual_seed(0)
+    spec = NetworkSpec(12, (LayerSpec(10, LIFParams(20.0, 5.0, 1.0), tau_spread=0.2,
+                                      train_tau=True, weight_mean=1.5),
+                            LayerSpec(4, LIFParams(15.0, 4.0, spiking=False))))
+    model = LoadedModel(SpikingNetwork(spec, method="bptt").eval(), "sum_exp")
+    with torch.no_grad():
+        model.network.layers[0].log_tau_mem.add_(0.1)  # as if trained
+    write_nir(model, tmp_path / "t.nir")
+    back = read_nir(tmp_path / "t.nir")
+    layer = back.network.spec.layers[0]
+    assert layer.tau_spread == 0.2 and not layer.train_tau
+    assert torch.equal(back.network.layers[0].log_tau_mem, model.network.layers[0].log_tau_mem)
+    events = random_events(n_batch=3, seed=2)
+    np.testing.assert_array_equal(spikeforge_output(model, events).counts[0],
+                                  spikeforge_output(back, events).counts[0])
 
 
 def test_delays_become_delay_branches_one_per_step():

@@ -27,7 +27,7 @@ def _layer_features(layer, target: str) -> list[str]:
     extension = target == "nir" and model.name in _nir_extensions()
     if not model.supports(target) and not extension:
         features.append(f"{model.title} neurons")
-    if getattr(layer, "tau_spread", 0.0):
+    if getattr(layer, "tau_spread", 0.0) and target != "nir":  # NIR: per-neuron vectors
         features.append("per-neuron time constants (tau_spread > 0)")
     return features
 

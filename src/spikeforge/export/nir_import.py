@@ -580,6 +580,41 @@ def _hinted(params, node):
     return hint if _close(converted, hint) else converted
 
 
+def _per_neuron_lif(params, node, meta: dict, size: int):
+    """(LIF / ALIF parameters, (log tau_mem, log tau_syn) [N]) of a layer spikeforge wrote
+    with per-neuron time constants (``tau_spread > 0``), where the node still is such a
+    layer (no v_leak, v_reset or bias, one threshold); else None. The log-taus come from
+    the metadata where they give the node's taus, else from the node."""
+    raw = _node_meta(node, "spikeforge.neuron")
+    if not meta.get("tau_spread") or not isinstance(raw, str):
+        return None
+    data = json.loads(raw)
+    cls = {"lif": LIFParams, "alif": ALIFParams}.get(data.pop("model", None))
+    if cls is None or type(node).__name__ not in ("CubaLIF", "CubaLI"):
+        return None
+    if isinstance(params, CubaLIFParams):
+        if any(params.v_leak) or any(params.v_reset) or any(params.bias) \
+                or len(params.threshold) != 1:
+            return None
+        threshold = params.threshold[0]
+    elif isinstance(params, LIFParams):
+        threshold = params.threshold
+    else:
+        return None
+    hint = cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+    lifted = replace(hint, threshold=float(threshold), spiking=params.spiking)
+    logs = []
+    for name in ("tau_mem", "tau_syn"):
+        taus = _vec(node, name, size) * 1e3
+        saved = _node_meta(node, f"spikeforge.log_{name}")
+        if isinstance(saved, np.ndarray) and saved.shape == (size,) and np.allclose(
+                np.exp(saved.astype(np.float64)), taus, rtol=1e-6):
+            logs.append(saved)
+        else:
+            logs.append(np.log(taus))
+    return lifted, tuple(logs)
+
+
 def _layer_meta(node) -> dict:
     raw = _node_meta(node, "spikeforge.layer")
     return json.loads(raw) if isinstance(raw, str) else {}
@@ -677,6 +712,7 @@ class _Layer:
     recurrent_delay: np.ndarray | None = None
     kernel: np.ndarray | None = None
     pooled: np.ndarray | None = None
+    log_taus: tuple[np.ndarray, np.ndarray] | None = None
     became: str = ""
 
 
@@ -785,6 +821,10 @@ def _layers(g: _Graph, chain, input_name: str, area: float, dt: float) -> list[_
         node = g.nodes[name]
         params, scale = _neuron(name, node, signal.units, signal.bias, area, dt)
         params = _hinted(params, node)
+        meta = _layer_meta(node)
+        per_neuron = _per_neuron_lif(params, node, meta, signal.units)
+        if per_neuron is not None:
+            params = per_neuron[0]
         terms = {q: signal.matrix(previous, q) * scale[:, None] for q in signal.maps[previous]}
         w, delay, mode = _synapses(name, terms, dt)
         rec = rec_delay = None
@@ -797,7 +837,6 @@ def _layers(g: _Graph, chain, input_name: str, area: float, dt: float) -> list[_
             if not params.spiking:
                 raise SpikeforgeError(f"NIR node {name!r}: a non-spiking node cannot be "
                                       f"recurrent")
-        meta = _layer_meta(node)
         delays = None
         if mode is not None or meta.get("delays"):
             from spikeforge.neurons import model_of
@@ -824,8 +863,12 @@ def _layers(g: _Graph, chain, input_name: str, area: float, dt: float) -> list[_
         init = {k: meta[k] for k in ("weight_mean", "weight_std", "recurrent_std")
                 if k in meta}
         spec = LayerSpec(size=signal.units, neuron=params, recurrent=rec is not None,
-                         delays=delays, **init)
+                         delays=delays, **init,
+                         tau_spread=float(meta["tau_spread"]) if per_neuron else 0.0)
         layer = _Layer(name, spec, w, rec, delay, rec_delay, became=_describe(node, params))
+        if per_neuron is not None:
+            layer.log_taus = per_neuron[1]
+            layer.became += ", per-neuron taus"
         if delays is not None:
             layer.became += f", delays ({delays.mode}, up to {delays.max_ms:g} ms)"
         _structure(layer, signal.paths.get(previous), source_shape,
@@ -854,6 +897,9 @@ def _load(network, layers: list[_Layer]) -> None:
                 module.delay.copy_(torch.from_numpy(layer.delay))
             if layer.recurrent_delay is not None:
                 module.recurrent_delay.copy_(torch.from_numpy(layer.recurrent_delay))
+            if layer.log_taus is not None:
+                module.log_tau_mem.copy_(torch.from_numpy(layer.log_taus[0]))
+                module.log_tau_syn.copy_(torch.from_numpy(layer.log_taus[1]))
 
 
 @dataclass

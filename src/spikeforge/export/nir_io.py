@@ -35,9 +35,12 @@ Layers with structure keep it:
   spike when v > v_threshold + beta A. spikeforge and its NIR reference simulator read it;
   other consumers see a LIF without adaptation.
 
-Every neuron node's metadata also holds the spikeforge parameters (``spikeforge.neuron``:
-model name and values, JSON) and the layer's initialisation and delay settings
-(``spikeforge.layer``), so a re-import rebuilds the same model class and spec; the NIR
+Per-neuron time constants (``tau_spread``, trained taus) are written as per-neuron
+vectors of the neuron node. Every neuron node's metadata also holds the spikeforge
+parameters (``spikeforge.neuron``: model name and values, JSON), the layer's
+initialisation, tau spread and delay settings (``spikeforge.layer``) and the trainable
+tensors the graph holds only in derived form (delays before rounding and clamping,
+log-taus), so a re-import rebuilds the same model class, spec and tensors; the NIR
 values stay the truth (an edited file imports what it says).
 
 spikeforge integrates exactly but on a time grid: spikes are detected at multiples of
@@ -96,6 +99,11 @@ def _neuron_node(params, size: int, shape: tuple[int, ...], layer_spec, layer, n
                                           params.spiking), size, nir)
     else:
         base = model.nir_node(params, size, nir)
+    log_taus = {name: getattr(layer, f"log_{name}", None) for name in ("tau_mem", "tau_syn")}
+    if log_taus["tau_mem"] is not None:  # per-neuron (tau_spread) or trained time constants
+        tau_mem, tau_syn = (_numpy(log_taus[k]).astype(np.float64) for k in log_taus)
+        tau_mem, tau_syn = np.exp(tau_mem) / 1e3, np.exp(tau_syn) / 1e3
+        base.tau_mem, base.tau_syn, base.w_in = tau_mem, tau_syn, tau_syn.copy()
     values = {}
     for f in fields(base):
         if f.name in ("input_type", "output_type", "metadata"):
@@ -109,11 +117,15 @@ def _neuron_node(params, size: int, shape: tuple[int, ...], layer_spec, layer, n
         "spikeforge.neuron": json.dumps({"model": model.name, **asdict(params)}),
         "spikeforge.layer": json.dumps({
             "weight_mean": layer_spec.weight_mean, "weight_std": layer_spec.weight_std,
-            "recurrent_std": layer_spec.recurrent_std,
+            "recurrent_std": layer_spec.recurrent_std, "tau_spread": layer_spec.tau_spread,
+            "train_tau": layer_spec.train_tau,
             "delays": None if delays is None else asdict(delays)}),
     }  # fmt: skip
     if model.name == "alif":
         metadata["spikeforge.extension"] = ALIF_EXTENSION
+    for name, tensor in log_taus.items():
+        if tensor is not None:
+            metadata[f"spikeforge.log_{name}"] = _numpy(tensor)
     for key, tensor in (("spikeforge.delay_ms", getattr(layer, "delay", None)),
                         ("spikeforge.recurrent_delay_ms", getattr(layer, "recurrent_delay", None))):
         if tensor is not None:  # the trainable values (the graph has them rounded / clamped)

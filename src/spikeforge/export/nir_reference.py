@@ -57,6 +57,10 @@ NEURONS = SPIKING + VOLTAGE
 LINEAR = ("Linear", "Affine", "Scale", "Flatten", "Conv2d", "SumPool2d", "AvgPool2d",
           "Delay", "Threshold")
 
+DENSE_LIMIT = 20_000_000
+"""Conv and pooling nodes with at most this many (input x output units) run as a dense
+matrix (built once with torch); larger ones call torch every fine step."""
+
 
 @dataclass
 class ReferenceOutput:
@@ -147,7 +151,10 @@ class _Sim:
         self.delay_steps: dict[str, np.ndarray] = {}
         self.buffers: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         self._weights: dict[str, np.ndarray] = {}
+        self._zero: dict[str, np.ndarray] = {}
+        self._biases: dict[str, np.ndarray | None] = {}
         self._setup()
+        self.sources = [k for k in self.nodes if self._is_source(k)]
 
     # -- structure -------------------------------------------------------------------------
 
@@ -282,6 +289,11 @@ class _Sim:
         return pooled * (kernel[0] * kernel[1] if kind == "SumPool2d" else 1.0)
 
     def _bias(self, name: str) -> np.ndarray | None:
+        if name not in self._biases:
+            self._biases[name] = self._node_bias(name)
+        return self._biases[name]
+
+    def _node_bias(self, name: str) -> np.ndarray | None:
         node, kind = self.nodes[name], self.kind[name]
         if kind == "Affine":
             return np.asarray(node.bias, dtype=np.float64).reshape(-1)
@@ -308,6 +320,13 @@ class _Sim:
             w = self._weights[name]
             return x @ w if kind != "Scale" else x * w
         shape = self._image(name, self.nodes[name], self.shapes[self.preds[name][0]])
+        n_in = math.prod(shape)
+        if n_in * n_out <= DENSE_LIMIT:  # conv / pooling as a matrix, built once by torch
+            if name not in self._weights:
+                basis = torch.eye(n_in, dtype=torch.float64).reshape(n_in, *shape)
+                self._weights[name] = self._linear_map(name, self.nodes[name], basis).reshape(
+                    n_in, -1).numpy()
+            return x @ self._weights[name]
         out = self._linear_map(name, self.nodes[name],
                                torch.from_numpy(x).reshape(x.shape[0], *shape))
         return out.reshape(x.shape[0], -1).numpy()
@@ -352,38 +371,55 @@ class _Sim:
             spikes[name] = s.astype(np.float64)
         return spikes
 
+    def _zeros(self, name: str) -> np.ndarray:
+        """A shared all-zero signal of node ``name`` (never written to)."""
+        if name not in self._zero:
+            self._zero[name] = np.zeros((self.B, math.prod(self.shapes[name])))
+        return self._zero[name]
+
+    @staticmethod
+    def _total(outs: dict[str, np.ndarray], preds: list[str], empty: np.ndarray) -> np.ndarray:
+        """Sum of the predecessors' signals (not copied when there is one)."""
+        if not preds:
+            return empty
+        total = outs[preds[0]]
+        for p in preds[1:]:
+            total = total + outs[p]
+        return total
+
     def propagate(self, pulses: dict[str, np.ndarray], area: float, m: int) -> None:
         """Send the sources' pulses (spike indicators x area) and levels through the
         linear nodes; pulses jump the neuron states, levels drive the next fine step."""
-        zeros = {n: np.zeros((self.B, math.prod(s))) for n, s in self.shapes.items()}
         pulse_out: dict[str, np.ndarray] = {}
         level_out: dict[str, np.ndarray] = {}
-        for name in self.nodes:
-            if not self._is_source(name):
-                continue
-            fused_source = self.fused.get(name)
-            src = fused_source or name
+        for name in self.sources:
+            src = self.fused.get(name) or name
             nrn = self.neurons.get(src)
             if name in pulses or src in pulses:
                 pulse_out[name] = pulses.get(name, pulses.get(src)) * area
             else:
-                pulse_out[name] = zeros[name]
-            level = nrn.v if nrn is not None and not nrn.spiking else zeros[name]
-            level_out[name] = level
+                pulse_out[name] = self._zeros(name)
+            level_out[name] = (nrn.v if nrn is not None and not nrn.spiking
+                               else self._zeros(name))
         for name in self.order:
             kind = self.kind[name]
-            preds = self.preds[name]
-            pulse = sum((pulse_out[p] for p in preds), start=zeros[preds[0]] * 0.0)
-            level = sum((level_out[p] for p in preds), start=zeros[preds[0]] * 0.0)
             if kind == "Output":
                 continue
+            preds = self.preds[name]
+            pulse = self._total(pulse_out, preds, self._zeros(name))
+            level = self._total(level_out, preds, self._zeros(name))
             if kind == "Delay":
                 steps = self.delay_steps[name]
                 buf_p, buf_l = self.buffers[name]
                 depth = buf_p.shape[0]
-                cols = np.arange(steps.size)
-                buf_p[(m + steps) % depth, :, cols] += pulse.T
-                buf_l[(m + steps) % depth, :, cols] = level.T
+                if steps.min() == steps.max():  # one delay for every channel
+                    slot = (m + int(steps[0])) % depth
+                    buf_p[slot] += pulse
+                    buf_l[slot] = level
+                else:
+                    cols = np.arange(steps.size)
+                    buf_p[(m + steps) % depth, :, cols] += pulse.T
+                    buf_l[(m + steps) % depth, :, cols] = level.T
                 pulse_out[name] = buf_p[m % depth].copy()
                 level_out[name] = buf_l[m % depth].copy()
                 buf_p[m % depth] = 0.0
@@ -395,7 +431,7 @@ class _Sim:
                                           f"signals only")
                 thr = _arr(SimpleThreshold(self.nodes[name].threshold), "v_threshold",
                            self.shapes[name], 0.0)
-                pulse_out[name] = zeros[name]
+                pulse_out[name] = self._zeros(name)
                 level_out[name] = (level > thr).astype(np.float64)
                 continue
             pulse_out[name] = self._apply(name, pulse)
@@ -403,8 +439,8 @@ class _Sim:
             level_out[name] = self._apply(name, level) + (0.0 if bias is None else bias)
         for name, nrn in self.neurons.items():
             preds = self.preds[name]
-            pulse = sum((pulse_out[p] for p in preds), start=zeros[name] * 0.0)
-            nrn.level = sum((level_out[p] for p in preds), start=zeros[name] * 0.0)
+            pulse = self._total(pulse_out, preds, self._zeros(name))
+            nrn.level = self._total(level_out, preds, self._zeros(name))
             p = nrn.p
             if nrn.kind in ("CubaLIF", "CubaLI"):
                 nrn.i = nrn.i + p["w_in"] * pulse / p["tau_syn"]

@@ -190,6 +190,22 @@ def test_parallel_branches_are_summed_and_skip_connections_refused():
         from_nir(_graph(nodes=skip, edges=edges), dt=DT)
 
 
+def test_residual_skip_connection_is_refused_naming_the_node():
+    """lif0 -> lif1 -> lif2 with a skip lif0 -> lif2 (a ResNet-style shortcut)."""
+    lif = _snntorch_cubalif(3, 0.9, 0.9)
+    names = ["lif0", "lif1", "lif2"]
+    nodes = {"input": nir.Input(input_type={"input": np.array([4])}),
+             "fc0": nir.Linear(weight=np.ones((3, 4))), "fc1": nir.Linear(weight=np.eye(3)),
+             "fc2": nir.Linear(weight=np.eye(3)), "skip": nir.Linear(weight=np.eye(3)),
+             **{k: lif for k in names}, "output": nir.Output(output_type={"output": np.array([3])})}
+    edges = [("input", "fc0"), ("fc0", "lif0"), ("lif0", "fc1"), ("fc1", "lif1"),
+             ("lif1", "fc2"), ("fc2", "lif2"), ("lif0", "skip"), ("skip", "lif2"),
+             ("lif2", "output")]
+    with pytest.raises(SpikeforgeError, match=r"'lif0' feeds several neuron nodes "
+                                              r"\(lif1, lif2\): a skip connection"):
+        from_nir(_graph(nodes, edges), dt=DT)
+
+
 @pytest.mark.parametrize("node, expected", [
     (lambda: nir.Threshold(threshold=np.ones(3)),
      "'x' has type Threshold.*follows 'fc' \\(Linear\\).*Heaviside"),

@@ -773,9 +773,9 @@ def _chain(graph: _Graph, input_name: str, output_name: str) -> list[tuple[str, 
             break
         if len(fed) > 1:
             raise SpikeforgeError(
-                f"NIR node {previous!r} feeds several neuron nodes ({', '.join(fed)}); "
-                f"spikeforge runs a chain of layers, each fed by the one before it (a "
-                f"branching graph has no spikeforge network to run it)")
+                f"NIR node {previous!r} feeds several neuron nodes ({', '.join(fed)}): a "
+                f"skip connection or a branch; spikeforge runs a chain of layers, each fed "
+                f"only by the one before it (and itself), and has no engine for other graphs")
         current = fed[0]
         extra = set(into[current].maps) - {previous, current}
         if extra:

@@ -955,6 +955,9 @@ def import_graph(graph, dt: float | None = None, readout: str | None = None) -> 
             report[name] = f"Output: readout {readout!r}"
         elif kind == "Delay":
             report[name] = f"Delay: per-synapse delays of the next layer (rounded to dt={dt:g} ms)"
+        elif kind in ("Affine", "Conv2d") and np.any(getattr(raw_nodes[name], "bias", 0)):
+            report[name] = (f"{kind}: folded into the synapses of the next layer, its bias "
+                            f"into that layer's constant input")
         else:
             report[name] = f"{kind}: folded into the synapses of the next layer"
     return ImportReport(LoadedModel(network, readout), report, area)

@@ -96,20 +96,23 @@ def run(data_dir: Path, time_bins: int = 10, channel_groups: int = 70,
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data-dir", type=Path, required=True,
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data-dir", type=Path, metavar="DIR", required=True,
                         help="folder with shd_train.h5 and shd_test.h5")
-    parser.add_argument("--time-bins", type=int, default=10, help="time bins (default 10)")
-    parser.add_argument("--channel-groups", type=int, default=70,
+    parser.add_argument("--time-bins", type=int, metavar="N", default=10,
+                        help="time bins (default 10)")
+    parser.add_argument("--channel-groups", type=int, metavar="N", default=70,
                         help="channel groups (default 70)")
-    parser.add_argument("--max-time-ms", type=float, default=1000.0,
+    parser.add_argument("--max-time-ms", type=float, metavar="X", default=1000.0,
                         help="window binned, ms; later spikes are ignored (default 1000)")
-    parser.add_argument("--channels", type=int, default=SHD_CHANNELS,
+    parser.add_argument("--channels", type=int, metavar="N", default=SHD_CHANNELS,
                         help="channels in the files (default 700)")
-    parser.add_argument("--l2", type=float, default=1e-3, help="L2 penalty (default 1e-3)")
-    parser.add_argument("--iterations", type=int, default=300,
+    parser.add_argument("--l2", type=float, metavar="X", default=1e-3,
+                        help="L2 penalty (default 1e-3)")
+    parser.add_argument("--iterations", type=int, metavar="N", default=300,
                         help="L-BFGS iterations (default 300)")
-    parser.add_argument("--seed", type=int, default=0, help="seed (default 0)")
+    parser.add_argument("--seed", type=int, metavar="N", default=0, help="seed (default 0)")
     args = parser.parse_args(argv)
     try:
         for name in ("time_bins", "channel_groups", "channels", "iterations"):

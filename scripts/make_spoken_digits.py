@@ -9,8 +9,11 @@ gammatone / hair-cell / bushy-cell front end, 700 channels by default).
 A *speaker* is a fixed identity: an English accent voice of espeak-ng (German uses the
 ``de`` voice), one voice variant (+m1..+m8, +f1..+f5, +croak, +klatt..., shared by both
 languages), a base pitch (espeak-ng ``-p``), a base speaking rate (``-s``, words per
-minute) and a base level. Every utterance varies around its speaker: rate x U[0.85,
-1.15], pitch +- 8, level +- 4 dB, white noise at 20-40 dB SNR, 20-200 ms of leading
+minute), a base level and a vocal-tract scale: the speech is resampled so that every
+frequency (formants and pitch) is multiplied by ``formant_scale`` in U[0.85, 1.15] (a
+shorter or longer vocal tract, as between speakers of different size). Every utterance
+varies around its speaker: rate x U[0.85, 1.15], pitch +- 8, level +- 4 dB,
+vocal-tract scale x U[0.97, 1.03], white noise at 15-35 dB SNR, 20-200 ms of leading
 silence; each sample lasts at most ``--max-duration`` (1 s).
 
 The training speakers and the test speakers are disjoint (``--train-speakers``,
@@ -68,7 +71,8 @@ FILES = ("shd_train.h5", "shd_test.h5", "spoken_digits.json")
 
 @dataclass(frozen=True)
 class Speaker:
-    """One synthetic speaker: espeak-ng voices, base pitch (0-99), rate (wpm), level (dB)."""
+    """One synthetic speaker: espeak-ng voices, base pitch (0-99), rate (wpm), level (dB),
+    vocal-tract scale (frequency factor)."""
 
     id: int
     english: str
@@ -76,6 +80,7 @@ class Speaker:
     pitch: int
     rate_wpm: int
     level_db: float
+    formant_scale: float
     split: str
 
 
@@ -103,6 +108,7 @@ def make_speakers(n_train: int, n_test: int, seed: int) -> list[Speaker]:
             id=i, english=str(accents[i]), variant=str(variants[i]),
             pitch=int(rng.integers(20, 81)), rate_wpm=int(rng.integers(130, 186)),
             level_db=float(np.round(rng.uniform(-3.0, 3.0), 2)),
+            formant_scale=float(np.round(rng.uniform(0.85, 1.15), 3)),
             split="train" if i < n_train else "test"))
     return speakers
 
@@ -137,6 +143,15 @@ def trim_silence(x: np.ndarray, fs: int, floor: float = 0.01) -> np.ndarray:
     return x[loud[0] * frame : (loud[-1] + 1) * frame]
 
 
+def scale_frequencies(x: np.ndarray, factor: float) -> np.ndarray:
+    """``x`` resampled (FFT) to ``len(x) / factor`` samples: at the same sample rate every
+    frequency is multiplied by ``factor`` and the duration divided by it."""
+    n_out = max(2, int(round(x.size / factor)))
+    spectrum = np.fft.rfft(x)
+    keep = min(spectrum.size, n_out // 2 + 1)
+    return np.fft.irfft(spectrum[:keep], n_out) * (n_out / x.size)
+
+
 def utterance(job: Job) -> tuple[np.ndarray, int, float]:
     """The waveform of one utterance (speaker jitter, level, noise, silence):
     (float64 [S], sample rate Hz, seconds of speech before any cut)."""
@@ -149,7 +164,8 @@ def utterance(job: Job) -> tuple[np.ndarray, int, float]:
     else:
         voice, word = f"de+{sp.variant}", GERMAN[job.label - 10]
     speech, fs = espeak(voice, rate, pitch, word)
-    speech = trim_silence(speech, fs)
+    speech = scale_frequencies(trim_silence(speech, fs),
+                               sp.formant_scale * rng.uniform(0.97, 1.03))
     spoken_s = speech.size / fs
     level = LEVEL_RMS * 10 ** ((sp.level_db + rng.uniform(-4.0, 4.0)) / 20)
     speech = speech * (level / max(float(np.sqrt(np.mean(speech**2))), 1e-12))
@@ -159,7 +175,7 @@ def utterance(job: Job) -> tuple[np.ndarray, int, float]:
     x = np.zeros(total)
     piece = speech[: total - lead]
     x[lead : lead + piece.size] = piece
-    snr_db = rng.uniform(20.0, 40.0)
+    snr_db = rng.uniform(15.0, 35.0)
     x += rng.normal(0.0, level * 10 ** (-snr_db / 20), total)
     return x, fs, spoken_s
 
@@ -265,22 +281,24 @@ def generate(out: Path, train_speakers: int = 10, test_speakers: int = 2, repeat
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        description=__doc__.splitlines()[0],
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="Default size: 10 x 20 x 10 = 2,000 training and 2 x 20 x 10 = 400 test "
                "samples.")
-    parser.add_argument("--out", type=Path, required=True, help="output folder (created)")
-    parser.add_argument("--train-speakers", type=int, default=10,
+    parser.add_argument("--out", type=Path, metavar="DIR", required=True,
+                        help="output folder (created)")
+    parser.add_argument("--train-speakers", type=int, metavar="N", default=10,
                         help="speakers in shd_train.h5 (default 10)")
-    parser.add_argument("--test-speakers", type=int, default=2,
+    parser.add_argument("--test-speakers", type=int, metavar="N", default=2,
                         help="unseen speakers in shd_test.h5 (default 2)")
-    parser.add_argument("--repeats", type=int, default=10,
+    parser.add_argument("--repeats", type=int, metavar="N", default=10,
                         help="utterances of every word per speaker (default 10)")
-    parser.add_argument("--channels", type=int, default=700,
+    parser.add_argument("--channels", type=int, metavar="N", default=700,
                         help="cochlear channels = spike units (default 700)")
-    parser.add_argument("--max-duration", type=float, default=1.0,
+    parser.add_argument("--max-duration", type=float, metavar="X", default=1.0,
                         help="length of every sample, s (default 1.0)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of everything (default 0)")
-    parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1),
+    parser.add_argument("--seed", type=int, metavar="N", default=0,
+                        help="seed of everything (default 0)")
+    parser.add_argument("--workers", type=int, metavar="N", default=min(2, os.cpu_count() or 1),
                         help="processes (default min(2, CPU count))")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
     args = parser.parse_args(argv)

@@ -9,22 +9,27 @@ NumPy; the per-channel time loop of the last stages is compiled with Numba::
       │ gain  (level, dimensionless multiplier)
       ▼
     basilar membrane: 4th-order (all-pole) gammatone filters, centre frequencies
-      equally spaced on the ERB-number scale between f_min_hz and f_max_hz; computed
-      by complex demodulation in the frequency domain: the envelope A_c(t) and phase
-      θ_c(t) of every channel on a grid of dt = 1 / rate_hz (≈ 0.25 ms)   [C, T]
+      equally spaced on the ERB-number scale between f_min_hz and f_max_hz (gain 1 at
+      the centre); computed by complex demodulation in the frequency domain: the
+      analytic signal A_c(t) e^{iθ_c(t)} of every channel on a grid of
+      dt ≈ 1 / rate_hz (0.25 ms)                                  complex [C, T]
       ▼
-    inner hair cell: half-wave rectification, power-law compression (exponent
+    inner hair cell: half-wave rectification, power-law compression (exponent p =
       ``compression``) and a low-pass of order ``ihc_order`` at ``ihc_cutoff_hz``.
       For a narrow-band waveform A cos θ the rectified, compressed signal is
       A^p (c0 + c1 cos θ + c2 cos 2θ + ...); the low-pass keeps the mean c0 and scales
-      the phase-locked fundamental by |L(f_c)| (harmonics are dropped). Phase locking
-      thus fades above ~1 kHz as in the auditory nerve.              r [C, T] ≥ 0
+      the phase-locked fundamental by |L(f_c)| (harmonics are dropped), so phase
+      locking fades above ~1 kHz as in the auditory nerve. The drive is counted in
+      multiples above ``threshold`` (waveform units):
+        drive = max((A / threshold)^p (1 + (c1 / c0) |L(f_c)| cos θ) - 1, 0)   [C, T]
       ▼
     adaptation (transmitter depletion, in the spirit of Meddis' synapse): divisive
-      gain control by a fast and a slow running mean of r, then saturation:
-        u = r / (1 + a_fast LP_fast(r) + a_slow LP_slow(r))
+      gain control by a fast and a slow running mean of r = drive_scale · drive,
+      then saturation:
+        u = r / (1 + adapt_fast LP_fast(r) + adapt_slow LP_slow(r))
         rate = spont_hz + peak_hz · u / (1 + u)                     [C, T] Hz
-      (strong onsets, steady rates about a third of the onset peak)
+      (strong onsets; steady rates at most a third of ``peak_hz``; ``spont_hz`` 0:
+      low-spontaneous-rate fibres, so silence gives no spikes)
       ▼
     auditory nerve: ``n_fibres`` Poisson fibres per channel at that rate, and one
       bushy cell per channel: a leaky integrate-and-fire neuron (membrane time constant
@@ -32,8 +37,8 @@ NumPy; the per-channel time loop of the last stages is compiled with Numba::
       refractory ``refractory_ms``) that needs several coincident fibre spikes to fire.
       Its spikes are the output: times (s) and channels 0..C-1 (0 = lowest frequency).
 
-With the defaults, a spoken digit at the generator's level gives a few thousand spikes
-(SHD averages several thousand per sample). Spike times lie on the dt grid.
+With the defaults a spoken digit at the level of ``scripts/make_spoken_digits.py``
+(RMS 0.05) gives a few thousand spikes. Spike times lie on the dt grid.
 """
 
 from __future__ import annotations

@@ -281,6 +281,31 @@ def test_threshold_after_integrator_is_an_if_neuron():
     assert _agree(pair, _spikes(n_in)) >= 0.95
 
 
+def test_literal_heaviside_reading_differs_from_the_if_reading():
+    """The reference simulator can also run NIR's Threshold literally (a stateless
+    Heaviside: the level stays 1 while v > threshold, no reset). Input: a constant bias
+    b into I (v = b t), threshold 1: the level switches on at t* = 1/b and an LI behind
+    it charges as 1 - exp(-(t - t*)/tau); read as IF, the pair fires every 1/b."""
+    from spikeforge.export.nir_reference import simulate
+
+    b, tau = 45.0, 10e-3  # v reaches 1 after 22.2 ms
+    graph = _ours(_chain(("bias", nir.Affine(weight=np.zeros((1, 1)), bias=np.array([b]))),
+                         ("i", nir.I(r=np.ones(1))),
+                         ("thr", nir.Threshold(threshold=np.ones(1))),
+                         ("fc", nir.Linear(weight=np.ones((1, 1)))),
+                         ("li", nir.LI(tau=np.array([tau]), r=np.ones(1), v_leak=np.zeros(1))),
+                         n_in=1))
+    x = np.zeros((1, 60, 1))
+    literal = simulate(graph, x, 1.0, substeps=10, threshold_reset=False)
+    t = np.arange(1, 61) * 1e-3
+    expected = np.where(t > 1 / b, 1.0 - np.exp(-(t - 1 / b) / tau), 0.0)
+    np.testing.assert_allclose(literal.readout[0, :, 0], expected, atol=0.011)  # t* on 0.1 ms
+    fired = simulate(graph, x, 1.0, substeps=10)
+    assert fired.counts["i"].sum() == 2  # at 22.2 and 44.4 ms (reset to 0 each time)
+    jumps = np.flatnonzero(np.diff(fired.readout[0, :, 0]) > 1.0)  # a pulse of area 1 s
+    np.testing.assert_array_equal(jumps + 1, [22, 44])  # each raises the LI by r/tau = 100
+
+
 def test_threshold_after_leaky_integrators_is_lif_or_cubalif():
     n = 4
     li = nir.LI(tau=np.full(n, 10e-3), r=np.full(n, 10e-3), v_leak=np.zeros(n))

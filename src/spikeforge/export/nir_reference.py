@@ -66,13 +66,12 @@ matrix (built once with torch); larger ones call torch every fine step."""
 class ReferenceOutput:
     """What the reference simulator produced for B samples.
 
-    counts: spike counts ``[B, units]`` of every spiking node, by node name, in the order
-        the nodes first spike-propagate (inputs first).
+    counts: spike counts ``[B, units]`` of every spiking node, by node name (in the
+        graph's node order: for a chain, layer order).
     readout: ``[B, steps, C]``: the voltage of the node feeding the ``Output`` at each
         step end (its spike count per step for a spiking node).
-    spike_times: for spiking nodes, the fine-step index of every spike is not kept; the
-        first spike time (s) of each output unit, ``inf`` where it never fired
-        (``[B, C]``; spiking outputs only, else None).
+    first_spike_s: for a spiking output, the first spike time (s) of each output unit,
+        ``inf`` where it never fired (``[B, C]``); None otherwise.
     """
 
     counts: dict[str, np.ndarray]

@@ -149,6 +149,15 @@ class TrainConfig(_Strict):
     surrogate: Literal["fast_sigmoid", "arctan"] = Field(
         "fast_sigmoid", description="bptt: surrogate derivative of the spike")
     surrogate_slope: float = Field(10.0, gt=0, description="bptt: surrogate steepness")
+    calibrate: Literal["deep", "all", "none"] = Field(
+        "deep", description="data-driven init before epoch 1: scale the input weights of "
+        "these hidden layers until each fires at calibrate_hz on the first training batch "
+        "(deep: every hidden layer after the first, which keeps model.input_weight_mean; "
+        "all: every hidden layer; none: random init only)")
+    calibrate_hz: float = Field(
+        40.0, gt=0, description="calibrated layers' mean firing rate in Hz (spikes per "
+        "neuron per second)")
+
 
 
 class RunConfig(_Strict):

@@ -28,7 +28,17 @@ from spikeforge.experiments.speaker_report import (
 )
 from spikeforge.threads import configure_threads
 from spikeforge.train.checkpoint import load_checkpoint, save_checkpoint
-from spikeforge.train.trainer import Trainer
+from spikeforge.train.trainer import EvalResult, Trainer
+
+
+def rates_text(result: EvalResult) -> str:
+    """The per-layer part of the epoch line: ``"layers 107.4/20.3 Hz"`` (each hidden
+    layer's validation rate, input side first; ``"readout 12.0 Hz"`` added for a spiking
+    readout)."""
+    text = "layers " + "/".join(f"{rate:.1f}" for rate in result.layer_rates_hz) + " Hz"
+    if result.readout_rate_hz is not None:
+        text += f"  readout {result.readout_rate_hz:.1f} Hz"
+    return text
 
 
 def _set_threads(threads: int) -> None:
@@ -76,6 +86,9 @@ def _train_locked(config: RunConfig, out: Path, resuming: bool, trainer: Trainer
         metrics = [m for m in rf.read_metrics(out) if m["epoch"] <= start_epoch]
         rf.write_metrics(out, metrics)
         console.print(f"resuming {out} after epoch {start_epoch}")
+    if start_epoch == 0:  # a fresh network: data-driven init (resumed weights are kept)
+        for layer in trainer.calibrate():
+            console.print(f"calibrated {layer.describe()}", soft_wrap=True)
     columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/"
                "{task.total} batches"), TimeElapsedColumn(), TimeRemainingColumn(),
                TextColumn("{task.fields[stats]}"))
@@ -86,7 +99,10 @@ def _train_locked(config: RunConfig, out: Path, resuming: bool, trainer: Trainer
             elapsed += time.perf_counter() - t0
             val = trainer.evaluate(splits.val)
             row.update(val_loss=val.loss, val_accuracy=val.accuracy,
-                       hidden_rate_hz=val.hidden_rate_hz, train_seconds=elapsed)
+                       hidden_rate_hz=val.hidden_rate_hz, layer_rates_hz=val.layer_rates_hz,
+                       train_seconds=elapsed)
+            if val.readout_rate_hz is not None:
+                row["readout_rate_hz"] = val.readout_rate_hz
             check_epoch(epoch + 1, row, trainer.network)  # before anything of it is saved
             # speaker datasets: per-speaker accuracy in the row, val_speaker_report.json + PNGs
             val_speakers = report_validation(val, splits.val, out, metrics, epoch + 1)
@@ -99,8 +115,9 @@ def _train_locked(config: RunConfig, out: Path, resuming: bool, trainer: Trainer
             console.print(
                 f"epoch {epoch + 1:3d}  loss {row['train_loss']:.4f}  "
                 f"train {row['train_accuracy']:.3f}  val {val.accuracy:.3f}  "
-                f"rate {val.hidden_rate_hz:.1f} Hz"
+                f"rate {val.hidden_rate_hz:.1f} Hz  {rates_text(val)}", soft_wrap=True
             )
+            trainer.warn_silent(val, f"on the validation set after epoch {epoch + 1}")
             if on_epoch is not None:
                 on_epoch(row)
     return finish_run(config, trainer, out, metrics, elapsed)

@@ -9,7 +9,7 @@ them, until the layer's mean firing rate on a sample batch is near a target.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
 import torch
@@ -32,6 +32,7 @@ class LayerCalibration:
         they were multiplied by (``mode="scale"``).
     forward_passes: how many forward passes the search took.
     reached: whether the rate ended within the tolerance of the target.
+    mode: ``"shift"`` or ``"scale"`` (what ``adjustment`` means).
     """
 
     name: str
@@ -40,6 +41,15 @@ class LayerCalibration:
     adjustment: float
     forward_passes: int
     reached: bool
+    mode: str = "shift"
+
+    def describe(self) -> str:
+        """One line, e.g. ``"layers.1: 1.1 -> 40.1 Hz (input weights x 3.4)"``."""
+        change = (f"x {self.adjustment:.3g}" if self.mode == "scale"
+                  else f"{self.adjustment:+.3g}")
+        missed = "" if self.reached else "; target not reached"
+        return (f"{self.name}: {self.rate_before_hz:.1f} -> {self.rate_after_hz:.1f} Hz "
+                f"(input weights {change}{missed})")
 
 
 class _Probe:
@@ -55,7 +65,10 @@ class _Probe:
 
     def _hook(self, name: str) -> Callable:
         def hook(module, inputs, output) -> None:
-            events = getattr(record_of(output), "events", None)
+            record = record_of(output)
+            if record is None and getattr(getattr(module, "params", None), "spiking", False):
+                record = getattr(module, "last_record", None)  # BPTT: dense spikes only
+            events = getattr(record, "events", None)
             if events is None:  # not a spiking layer (a readout, a plain torch module)
                 return
             if name not in self.spikes:
@@ -121,7 +134,8 @@ def _search(rate_at: Callable[[float], float], start: float, step: float, target
 
 @torch.no_grad()
 def calibrate_(model: nn.Module, batch, target_hz: float = 10.0, *, mode: str = "shift",
-               tol: float = 0.1, max_passes: int = 40) -> list[LayerCalibration]:
+               tol: float = 0.1, max_passes: int = 40,
+               layers: Collection[str] | None = None) -> list[LayerCalibration]:
     """Adjust every spiking layer's input weights in place so that it fires at about
     ``target_hz`` on ``batch``; returns what was done per layer.
 
@@ -143,6 +157,8 @@ def calibrate_(model: nn.Module, batch, target_hz: float = 10.0, *, mode: str = 
             them by one factor (keeps their sign pattern).
         tol: accepted relative distance from the target (0.1: within 10 %).
         max_passes: forward passes allowed per layer (bracketing plus bisection).
+        layers: names (as in ``model.named_modules()``, e.g. ``"layers.1"``) of the
+            spiking layers to calibrate; the others keep their weights. None: all.
     """
     if mode not in MODES:
         raise SpikeforgeError(f"calibrate_: unknown mode {mode!r}; choose one of {MODES}")
@@ -157,13 +173,25 @@ def calibrate_(model: nn.Module, batch, target_hz: float = 10.0, *, mode: str = 
             raise SpikeforgeError(
                 "calibrate_: no spiking spikeforge layer with an input weight ran in the "
                 "forward pass; nothing to calibrate")
-        rates_before = {name: probe.rate_hz(name) for name in probe.order}
+        chosen = list(probe.order) if layers is None else _chosen(probe.order, layers)
+        rates_before = {name: probe.rate_hz(name) for name in chosen}
         return [_calibrate_layer(model, batch, probe, name, rates_before[name], target_hz,
                                  mode, tol, max_passes)
-                for name in list(probe.order)]
+                for name in chosen]
     finally:
         probe.remove()
         model.train(was_training)
+
+
+def _chosen(order: list[str], layers: Collection[str]) -> list[str]:
+    """The names of ``layers`` in forward order; an error names one that is not a spiking
+    layer with an input weight that ran in the forward pass."""
+    missing = [name for name in layers if name not in order]
+    if missing:
+        raise SpikeforgeError(
+            f"calibrate_: layer {missing[0]!r} is not a spiking layer with an input weight "
+            f"that ran in the forward pass; choose among {order}")
+    return [name for name in order if name in set(layers)]
 
 
 def _calibrate_layer(model, batch, probe: _Probe, name: str, rate_before: float,
@@ -188,4 +216,4 @@ def _calibrate_layer(model, batch, probe: _Probe, name: str, rate_before: float,
     best, rate, passes = _search(rate_at, start, step, target_hz, tol, max_passes, mode)
     rate = rate_at(best)  # leave the best weights in place (and its rate in the record)
     return LayerCalibration(name, rate_before, rate, best, passes + 1,
-                            abs(rate - target_hz) <= tol * target_hz)
+                            abs(rate - target_hz) <= tol * target_hz, mode)

@@ -23,7 +23,7 @@ from spikeforge.engine.api import BACKENDS, DEFAULT_MIN_VDOT
 from spikeforge.errors import SpikeforgeError
 from spikeforge.events import Events
 from spikeforge.neurons import LIFParams, model_of
-from spikeforge.nn.activity import warn_if_silent
+from spikeforge.nn.activity import layer_label, warn_if_silent
 from spikeforge.nn.bptt import DEFAULT_SLOPE, DEFAULT_SURROGATE
 from spikeforge.nn.bptt_layers import configure_method, layer_bptt
 from spikeforge.nn.device_functional import run_device, uses_device_path
@@ -160,8 +160,7 @@ class SpikingLayer(nn.Module):
         if self.params.spiking:
             self.last_record = call.output
             if torch.is_grad_enabled() and self.weight.requires_grad:
-                warn_if_silent(f"{type(self).__name__}({self.in_features} -> "
-                               f"{self.out_features})", call.output.events.n_events)
+                warn_if_silent(layer_label(self), call.output.events.n_events)
         return out
 
     def engine_call(self, params, dense_output: bool,

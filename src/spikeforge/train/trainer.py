@@ -15,11 +15,15 @@ from typing import Any
 import numpy as np
 import torch
 from rich.progress import Progress
+from torch import nn
 
 from spikeforge.data import DatasetSplits, SpikeDataset, iterate_batches
 from spikeforge.data.augment import Augmenter
+from spikeforge.errors import SpikeforgeError
 from spikeforge.nn import SpikingNetwork
+from spikeforge.nn.activity import default_label, label_layer, reset_silent_warnings, warn_if_silent
 from spikeforge.nn.bptt import dense_spike_count_penalty
+from spikeforge.nn.init import LayerCalibration, calibrate_
 from spikeforge.train.eprop import EpropLearner, EpropSettings
 from spikeforge.train.losses import (
     first_spike_loss,
@@ -49,6 +53,11 @@ class TrainSettings:
     seed: seeds the batch order and augmentation of every epoch.
     augment: training augmentation specs, e.g. ``[{"name": "shift", "max_shift": 40}]``
         (see :mod:`spikeforge.data.augment`).
+    calibrate: which hidden layers :meth:`Trainer.calibrate` calibrates before the first
+        epoch: "deep" (every hidden layer after the first; the first keeps its random
+        initialisation), "all" (every hidden layer) or "none".
+    calibrate_hz: the mean firing rate (Hz: spikes per neuron per second) calibrated
+        layers are given on the first training batch.
     """
 
     epochs: int = 60
@@ -65,6 +74,8 @@ class TrainSettings:
     seed: int = 0
     augment: Sequence[dict[str, Any]] = field(default_factory=tuple)
     eprop_feedback: str = "symmetric"
+    calibrate: str = "deep"
+    calibrate_hz: float = 40.0
 
 
 def _lr_factor(schedule: str, epoch: int, epochs: int) -> float:
@@ -75,16 +86,23 @@ def _lr_factor(schedule: str, epoch: int, epochs: int) -> float:
     return 1.0
 
 
+CALIBRATE_MODES = ("deep", "all", "none")
+"""Values of :attr:`TrainSettings.calibrate`."""
+
+
 @dataclass
 class EvalResult:
     """Evaluation of one dataset: mean loss, accuracy, predictions and labels int64 [N],
-    mean hidden firing rate (Hz)."""
+    mean hidden firing rate (Hz), the mean rate of each hidden layer (Hz, input side
+    first) and of a spiking readout (Hz; None for an LI readout)."""
 
     loss: float
     accuracy: float
     predictions: np.ndarray
     labels: np.ndarray
     hidden_rate_hz: float
+    layer_rates_hz: list[float] = field(default_factory=list)
+    readout_rate_hz: float | None = None
 
 
 class Trainer:
@@ -105,6 +123,70 @@ class Trainer:
         self.eprop = None if settings.method != "eprop" else EpropLearner(network, EpropSettings(
             settings.eprop_feedback, settings.reg_strength, settings.reg_target_hz,
             settings.loss, settings.seed))
+        self.layer_labels = self._label_layers()
+
+    def _label_layers(self) -> list[str]:
+        """Name every spiking layer by its position in activity warnings (hidden layers,
+        then a spiking readout); a new trainer's layers may warn again."""
+        layers = list(self.network.layers)
+        n_hidden = len(layers) - 1
+        labels = [f"layers.{i} (hidden layer {i + 1} of {n_hidden}, {default_label(m)})"
+                  for i, m in enumerate(layers[:-1])]
+        if self.network.spiking_output:
+            labels.append(f"layers.{n_hidden} (spiking readout, {default_label(layers[-1])})")
+        for module, label in zip(layers, labels, strict=False):
+            label_layer(module, label)
+        reset_silent_warnings(labels)
+        return labels
+
+    def calibrate(self) -> list[LayerCalibration]:
+        """Data-driven initialisation before the first epoch: scale the input weights of
+        the hidden layers ``settings.calibrate`` names by one factor per layer (keeping
+        their random sign pattern; all-zero weights are shifted instead) until each fires
+        at ``settings.calibrate_hz`` (Hz) on the first training batch of epoch 0 (no
+        augmentation; deterministic for the seed), layer by layer from the input side
+        (:func:`spikeforge.nn.init.calibrate_`). Returns what was done per layer (empty
+        for ``"none"``, or ``"deep"`` with one hidden layer). Call it on a fresh network
+        only: it changes the weights."""
+        cfg = self.settings
+        if cfg.calibrate not in CALIBRATE_MODES:
+            raise SpikeforgeError(f"train.calibrate must be one of {CALIBRATE_MODES}, "
+                                  f"got {cfg.calibrate!r}")
+        first = {"deep": 1, "all": 0}.get(cfg.calibrate)
+        n_hidden = len(self.network.layers) - 1
+        if first is None or first >= n_hidden:
+            return []
+        # dense and delayed layers (conv layers' weights are built from kernels: skipped)
+        names = [f"layers.{i}" for i in range(first, n_hidden)
+                 if isinstance(self.network.layers[i]._parameters.get("weight"), nn.Parameter)]
+        if not names:
+            return []
+        events, labels = next(iterate_batches(self.splits.train, cfg.batch_size, True,
+                                              self._epoch_seed(0)))
+        events, _ = self._to_device(events, labels)
+        done: list[LayerCalibration] = []
+        for name in names:  # in forward order, each with the layers before it calibrated
+            weight = self.network.get_submodule(name).weight
+            mode = "scale" if bool(torch.any(weight != 0)) else "shift"
+            done += calibrate_(self.network, events, cfg.calibrate_hz, mode=mode,
+                               layers=[name])
+        return done
+
+    def _epoch_seed(self, epoch: int) -> int:
+        """The seed of epoch ``epoch``'s batch order."""
+        return self.settings.seed * 100_003 + epoch
+
+    def warn_silent(self, result: EvalResult, where: str) -> list[str]:
+        """Warn (once per layer, :func:`~spikeforge.nn.activity.warn_if_silent`) for each
+        spiking layer with no spike in ``result``; returns the silent layers' labels."""
+        rates = list(result.layer_rates_hz)
+        if result.readout_rate_hz is not None:
+            rates.append(result.readout_rate_hz)
+        silent = [label for label, rate in zip(self.layer_labels, rates, strict=False)
+                  if rate == 0]
+        for label in silent:
+            warn_if_silent(label, 0, where)
+        return silent
 
     @property
     def dt(self) -> float:
@@ -175,7 +257,7 @@ class Trainer:
         task = progress.add_task(f"epoch {epoch + 1}/{cfg.epochs}", total=n_batches,
                                  stats="") if progress else None
         total_loss, correct, seen = 0.0, 0, 0
-        seed = cfg.seed * 100_003 + epoch
+        seed = self._epoch_seed(epoch)
         augment = self.augmenter.for_epoch(cfg.seed, epoch) if self.augmenter else None
         batches = iterate_batches(train_set, cfg.batch_size, True, seed, augment)
         for batch, (events, labels) in enumerate(batches):
@@ -205,25 +287,34 @@ class Trainer:
 
     @torch.no_grad()
     def evaluate(self, dataset: SpikeDataset) -> EvalResult:
-        """Loss, accuracy, predictions and hidden firing rate (Hz) on ``dataset``."""
+        """Loss, accuracy, predictions and firing rates (Hz: mean over all neurons and
+        samples, of the hidden layers together, of each hidden layer and of a spiking
+        readout) on ``dataset``."""
         dataset.check_dt(self.dt)
         self.network.eval()
-        losses, preds, labels_all, spikes, neuron_time = [], [], [], 0, 0.0
+        losses, preds, labels_all = [], [], []
+        n_layers = len(self.network.layers) - 1 + int(self.network.spiking_output)
+        spikes, neuron_s = np.zeros(n_layers), np.zeros(n_layers)  # per spiking layer
         for events, labels in iterate_batches(dataset, 256, False):
             loss, predictions = self._loss_and_predictions(*self._to_device(events, labels))
             losses.append(loss.item() * len(labels))
             preds.append(predictions.cpu().numpy())
             labels_all.append(labels.numpy())
-            for record in self.network.spike_records()[: len(self.network.hidden_outputs)]:
-                spikes += record.events.n_events
-                neuron_time += record.events.n_batch * record.events.n_units * (
+            for i, record in enumerate(self.network.spike_records()[:n_layers]):
+                spikes[i] += record.events.n_events
+                neuron_s[i] += record.events.n_batch * record.events.n_units * (
                     record.events.n_steps * self.dt / 1000.0)
         predictions, labels = np.concatenate(preds), np.concatenate(labels_all)
+        rates = [float(n / s) if s else 0.0 for n, s in zip(spikes, neuron_s, strict=True)]
+        n_hidden = len(self.network.layers) - 1
+        hidden_s = neuron_s[:n_hidden].sum()
         return EvalResult(
             loss=float(np.sum(losses) / len(labels)),
             accuracy=float(np.mean(predictions == labels)),
             predictions=predictions, labels=labels,
-            hidden_rate_hz=spikes / neuron_time if neuron_time else 0.0,
+            hidden_rate_hz=float(spikes[:n_hidden].sum() / hidden_s) if hidden_s else 0.0,
+            layer_rates_hz=rates[:n_hidden],
+            readout_rate_hz=rates[n_hidden] if self.network.spiking_output else None,
         )  # fmt: skip
 
     # -- checkpoints -----------------------------------------------------------------

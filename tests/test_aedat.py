@@ -136,6 +136,35 @@ def test_synthetic_gestures_are_not_told_apart_by_event_count():
     assert centre_x[0] > 10 and abs(centre_x[3]) < centre_x[0] and centre_x[5] < -10  # motion
 
 
+def test_dvsgesture_conv_recipe_builds_and_fires_on_an_aedat_folder(tmp_path):
+    """configs/dvsgesture_conv.yaml on a synthetic AEDAT 3.1 folder: the network it
+    describes reads the 2 x 32 x 32 input and every layer fires (none silent)."""
+    from pathlib import Path
+
+    import torch
+
+    from spikeforge.experiments.config import load_config
+    from spikeforge.experiments.loading import load_splits, run_network
+
+    aedat.write_synthetic_gestures(tmp_path, [1, 2, 24], seed=0, n_events=1500)
+    recipe = Path(__file__).parents[1] / "configs" / "dvsgesture_conv.yaml"
+    config = load_config(recipe, {"data.data_dir": str(tmp_path), "data.max_time_ms": 600.0,
+                                  "train.threads": 1})
+    splits = load_splits(config)
+    assert (len(splits.train), len(splits.val), len(splits.test)) == (11, 11, 11)
+    assert set(splits.test.speakers) == {24} and splits.train.n_inputs == 2 * 32 * 32
+    network = run_network(config, splits, "cpu")
+    x, _ = splits.train.collate([splits.train[i] for i in range(4)])
+    with torch.no_grad():
+        out = network(x)
+    assert tuple(out.shape) == (4, 120, 11)
+    sizes = [8 * 32 * 32, 16 * 16 * 16, 128]
+    for size, record in zip(sizes, network.spike_records(), strict=True):
+        rate_hz = record.events.n_events / (4 * size * 0.6)
+        assert 0.05 < rate_hz < 100.0, (size, rate_hz)
+
+
+@pytest.mark.slow
 def test_dvsgesture_conv_recipe_trains_one_epoch_from_the_cli(tmp_path):
     """configs/dvsgesture_conv.yaml end to end through ``spikeforge train --data-dir`` on
     an AEDAT 3.1 folder with label CSVs (subject split from the file names)."""

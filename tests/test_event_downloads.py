@@ -15,7 +15,20 @@ import pytest
 from spikeforge.data import aedat, load_dataset, nmnist
 from spikeforge.data.download import ChecksumError, Limits, TreeArchive, extract_archive
 from spikeforge.errors import SpikeforgeError
-from test_download import certificate, https  # noqa: F401 (pytest fixtures)
+from test_download import _Handler, certificate, https  # noqa: F401 (pytest fixtures)
+
+
+class _Accepting(_Handler):
+    """Answers ``server.modes[name] == "accepted"`` requests with HTTP 202 and no body."""
+
+    def do_GET(self) -> None:  # noqa: N802
+        if self.server.modes.get(self.path.lstrip("/")) == "accepted":
+            self.server.requests.append(self.path.lstrip("/"))
+            self.send_response(202)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        super().do_GET()
 
 
 def _md5(data: bytes) -> str:
@@ -147,3 +160,18 @@ def test_unsafe_or_oversized_archives_are_refused(tmp_path):
         bundle.writestr("Train/0/a.bin", bytes(2 << 20))
     with pytest.raises(SpikeforgeError, match="more than the limit of 1048576"):
         extract_archive(big, tmp_path / "out2", Limits(max_unpacked_bytes=1 << 20))
+
+
+def test_a_202_answer_is_not_taken_for_the_file(tmp_path, https, monkeypatch):  # noqa: F811
+    """Some hosts answer scripted requests with HTTP 202 and no body: the error says so
+    and gives the manual steps instead of a checksum mismatch."""
+    server, url = https
+    monkeypatch.setenv("SPIKEFORGE_DATA", str(tmp_path / "cache"))
+    _serve_nmnist(server, url, monkeypatch)
+    server.RequestHandlerClass = _Accepting
+    server.modes["Train.zip"] = "accepted"
+    with pytest.raises(SpikeforgeError) as info:
+        load_dataset("nmnist", 1.0, None)
+    text = str(info.value)
+    assert "HTTP 202" in text and f"{url}/Train.zip" in text
+    assert str(tmp_path / "cache" / "nmnist" / "Train") in text

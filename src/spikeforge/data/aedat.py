@@ -15,9 +15,15 @@ are dropped.
 
 DVS Gesture layout in one folder: ``userNN_<lighting>.aedat`` with
 ``userNN_<lighting>_labels.csv`` (``class,startTime_usec,endTime_usec``, classes 1..11)
-and ``trials_to_train.txt`` / ``trials_to_test.txt`` listing the ``.aedat`` names. Each
-CSV row is one sample: the events in [start, end), times re-based to start. Subject
-``NN`` is kept per sample (``speakers`` of the dataset) for subject-disjoint splits.
+and ``trials_to_train.txt`` / ``trials_to_test.txt`` listing the ``.aedat`` names
+(without the lists, the recordings are split by subject: users 1-23 train, 24-29 test,
+the official subject-disjoint split). Each CSV row is one sample: the events in
+[start, end), times re-based to start. Subject ``NN`` is kept per sample (``speakers`` of
+the dataset) for subject-disjoint validation and per-subject results.
+
+The same loader reads tonic's release of the dataset (``ibmGestureTrain/`` and
+``ibmGestureTest/``, one ``userNN_<lighting>/<class>.npy`` per segment, time in ms),
+which is what the download fetches (:data:`ARCHIVES`).
 """
 
 from __future__ import annotations

@@ -234,6 +234,10 @@ def _fetch(url: str, out: BinaryIO, limits: Limits) -> None:
     except (urllib.error.URLError, OSError, ValueError) as exc:
         raise SpikeforgeError(f"cannot download {url}: {getattr(exc, 'reason', exc)}") from exc
     with response:
+        status = getattr(response, "status", 200)
+        if status != 200:  # e.g. 202 with an empty body from hosts that refuse scripts
+            raise SpikeforgeError(f"cannot download {url}: the server answered HTTP {status} "
+                                  f"instead of sending the file")
         length = response.headers.get("Content-Length")
         if length and length.isdigit() and int(length) > limits.max_download_bytes:
             raise SpikeforgeError(f"{url} is {int(length)} bytes, more than the limit of "

@@ -30,8 +30,9 @@ def load_dataset(
 ) -> DatasetSplits:
     """Load a dataset by name with simulation step ``dt`` (ms, default 1).
 
-    File datasets (shd, ssc, mnist) read ``data_dir`` (default: the download cache);
-    ``options`` go to the dataset's loader (see ``spikeforge.data.shd.load``).
+    File datasets (shd, ssc, mnist, nmnist, dvsgesture) read ``data_dir`` (default: the
+    download cache); ``options`` go to the dataset's loader (see
+    ``spikeforge.data.shd.load``).
     """
     if name not in DATASETS:
         raise SpikeforgeError(
@@ -53,8 +54,8 @@ def load(
     whose ``collate`` is a ``DataLoader`` ``collate_fn`` yielding ``(Events, labels)``
     batches that spikeforge layers read directly (``Events.to_tensor()`` gives the
     dense ``[batch, time, channels]`` tensor). ``data_dir`` is where the file datasets
-    (shd, ssc, mnist) live (default: the download cache); ``options`` go to the
-    dataset's loader, e.g. ``max_time_ms`` for shd or ``t_max_ms`` for digits.
+    (shd, ssc, mnist, nmnist, dvsgesture) live (default: the download cache); ``options``
+    go to the dataset's loader, e.g. ``max_time_ms`` for shd or ``t_max_ms`` for digits.
 
     Example::
 

@@ -221,3 +221,28 @@ def test_inexpressible_layer_names_layer_and_target(target, feature, expected):
     model = SimpleNamespace(network=SimpleNamespace(spec=SimpleNamespace(layers=[plain, odd])))
     with pytest.raises(SpikeforgeError, match=f"layer 1 uses {expected}.*the {target} exporter"):
         check_expressible(model, target)
+
+
+def test_model_without_nir_mapping_is_refused_naming_the_models_that_have_one(monkeypatch):
+    import dataclasses
+    from types import SimpleNamespace
+
+    from spikeforge.export.capabilities import check_expressible
+    from spikeforge.neurons import MODELS, lif
+
+    @dataclasses.dataclass(frozen=True)
+    class OtherParams(LIFParams):
+        pass
+
+    other = dataclasses.replace(lif.MODEL, name="other", title="other",
+                                features=lif.MODEL.features - {"nir"})
+    monkeypatch.setitem(MODELS, OtherParams, other)
+    layer = SimpleNamespace(neuron=OtherParams(), recurrent=False, tau_spread=0.0)
+    model = SimpleNamespace(network=SimpleNamespace(spec=SimpleNamespace(layers=[layer])))
+    with pytest.raises(SpikeforgeError, match=r"layer 0 uses other neurons, which the nir "
+                                              r"exporter cannot express; use a neuron model "
+                                              r"with a NIR mapping \(") as info:
+        check_expressible(model, "nir")
+    named = str(info.value).split("(")[-1].rstrip(")").split(", ")
+    assert {"lif", "alif", "delta_lif", "cuba_lif", "if"} <= set(named)
+    assert "other" not in named

@@ -38,14 +38,25 @@ def _nir_extensions() -> tuple[str, ...]:
     return NIR_EXTENSIONS
 
 
+def _nir_models() -> list[str]:
+    """Names of the neuron models the NIR exporter writes."""
+    from spikeforge.neurons import MODELS
+
+    return [m.name for m in MODELS.values()
+            if m.supports("nir") or m.name in _nir_extensions()]
+
+
 def check_expressible(model: LoadedModel, target: str) -> None:
     """Raise :class:`SpikeforgeError` naming the first layer ``target`` cannot express."""
     for index, layer in enumerate(model.network.spec.layers):
         features = _layer_features(layer, target)
         if features:
+            fix = ("use a neuron model with a NIR mapping (" + ", ".join(_nir_models()) + ")"
+                   if target == "nir" else
+                   "export a network of dense LIF layers with an LI or LIF output")
             raise SpikeforgeError(
                 f"layer {index} uses {features[0]}, which the {target} exporter cannot "
-                f"express; export a network of dense LIF layers with an LI or LIF output"
+                f"express; {fix}"
             )
         p = layer.neuron
         if target == "brian2" and abs(p.tau_mem - p.tau_syn) < 1e-9 * p.tau_mem:

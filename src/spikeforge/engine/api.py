@@ -53,9 +53,12 @@ class NeuronArrays:
     @classmethod
     def from_params(cls, params, size: int, dt: float, dtype,
                     tau_mem: np.ndarray | None = None,
-                    tau_syn: np.ndarray | None = None) -> NeuronArrays:
+                    tau_syn: np.ndarray | None = None,
+                    vectors: dict[str, np.ndarray] | None = None) -> NeuronArrays:
         """Factor table of ``size`` neurons with parameters ``params`` (any registered
-        neuron model) and optional per-neuron time constants (ms, [size])."""
+        neuron model), optional per-neuron time constants (ms, [size]) and optional
+        further per-neuron values the model's ``factors`` reads by name (``vectors``,
+        float64 [size]; e.g. adLIF's learned ``a``, ``b``, ``tau_adapt``)."""
         model = model_of(params)
 
         def per_neuron(values, default: float) -> np.ndarray:
@@ -66,6 +69,7 @@ class NeuronArrays:
         given = {"tau_mem": tau_mem, "tau_syn": tau_syn}
         taus = {name: per_neuron(given[name], getattr(params, name))
                 for name in given if hasattr(params, name)}
+        taus.update(vectors or {})
         table = np.stack(model.factors(params, dt, taus, np))
         return cls(model, np.ascontiguousarray(table, dtype=dtype), float(dt),
                    bool(params.spiking))

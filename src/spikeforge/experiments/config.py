@@ -18,6 +18,7 @@ from spikeforge.experiments.structure_config import (
     input_units,
 )
 from spikeforge.model import ALIFParams, LayerSpec, LIFParams, NetworkSpec
+from spikeforge.neurons import AdLIFParams
 
 
 class _Strict(BaseModel):
@@ -80,9 +81,25 @@ class ModelConfig(_Strict):
     hidden_weight_std: float = 1.0
     recurrent_std: float = 0.5
     readout_weight_std: float = 20.0
-    neuron: Literal["lif", "alif"] = Field("lif", description="hidden neuron model")
+    neuron: Literal["lif", "alif", "adlif"] = Field("lif", description="hidden neuron model")
     tau_adapt: float = Field(200.0, description="alif: adaptation time constant (ms)")
     adapt_beta: float = Field(0.2, description="alif: threshold increase per spike")
+    adlif_a: float = Field(
+        0.5, description="adlif: coupling a of the adaptation current w to V "
+        "(dimensionless, > -1): tau_w dw/dt = a V - w")
+    adlif_b: float = Field(
+        0.5, description="adlif: jump b of w per spike (threshold units, >= 0)")
+    adlif_tau_w: float = Field(
+        100.0, description="adlif: adaptation time constant tau_w (ms, > data.dt)")
+    adlif_learn: bool = Field(
+        False, description="adlif: learn per-neuron a, b, tau_w within the ranges below "
+        "(train.method=bptt)")
+    adlif_a_range: tuple[float, float] = Field(
+        (-1.0, 2.0), description="adlif_learn: (low, high) of a (dimensionless, low >= -1)")
+    adlif_b_range: tuple[float, float] = Field(
+        (0.0, 2.0), description="adlif_learn: (low, high) of b (threshold units, low >= 0)")
+    adlif_tau_w_range: tuple[float, float] = Field(
+        (20.0, 300.0), description="adlif_learn: (low, high) of tau_w (ms, low > data.dt)")
     tau_spread: float = Field(
         0.0, description="hidden per-neuron tau_mem/tau_syn ~ U[tau(1-s), tau(1+s)]")
     train_tau: bool = Field(False, description="train hidden taus (train.method=bptt)")
@@ -98,6 +115,12 @@ class ModelConfig(_Strict):
         if self.neuron == "alif":
             neuron = ALIFParams(self.tau_mem, self.tau_syn, self.threshold, spiking=True,
                                 tau_adapt=self.tau_adapt, beta=self.adapt_beta)
+        if self.neuron == "adlif":
+            neuron = AdLIFParams(
+                self.tau_mem, self.tau_syn, self.threshold, spiking=True,
+                tau_adapt=self.adlif_tau_w, a=self.adlif_a, b=self.adlif_b,
+                learn_adaptation=self.adlif_learn, a_range=self.adlif_a_range,
+                b_range=self.adlif_b_range, tau_adapt_range=self.adlif_tau_w_range)
         layers = []
         for index, size in enumerate(self.hidden):
             first = index == 0
@@ -157,7 +180,6 @@ class TrainConfig(_Strict):
     calibrate_hz: float = Field(
         40.0, gt=0, description="calibrated layers' mean firing rate in Hz (spikes per "
         "neuron per second)")
-
 
 
 class RunConfig(_Strict):
@@ -300,6 +322,11 @@ def check_method_options(config: RunConfig) -> None:
         raise SpikeforgeError(
             "model.train_tau=true: trainable taus need train.method=bptt; "
             "set train.method=bptt or model.train_tau=false")
+    if config.model.neuron == "adlif" and config.model.adlif_learn and method != "bptt":
+        raise SpikeforgeError(
+            "model.adlif_learn=true: learned a, b, tau_w need train.method=bptt (EventProp "
+            "gives gradients for the weights only); set train.method=bptt or "
+            "model.adlif_learn=false")
     if method == "eprop" and config.train.loss == "first_spike":
         raise SpikeforgeError(
             "train.loss=first_spike needs train.method=eventprop; e-prop trains an LI "

@@ -7,7 +7,8 @@ See :mod:`spikeforge.neurons.base` for the contract every model follows and
 from __future__ import annotations
 
 from spikeforge.errors import SpikeforgeError
-from spikeforge.neurons import alif, cuba_lif, delta_lif, if_, lif
+from spikeforge.neurons import adlif, alif, cuba_lif, delta_lif, if_, lif
+from spikeforge.neurons.adlif import AdLIFParams
 from spikeforge.neurons.alif import ALIFParams
 from spikeforge.neurons.base import FEATURES, NeuronModel
 from spikeforge.neurons.cuba_lif import CubaLIFParams
@@ -18,6 +19,7 @@ from spikeforge.neurons.lif import LIFParams
 MODELS: dict[type, NeuronModel] = {
     lif.LIFParams: lif.MODEL,
     alif.ALIFParams: alif.MODEL,
+    adlif.AdLIFParams: adlif.MODEL,
     delta_lif.DeltaLIFParams: delta_lif.MODEL,
     cuba_lif.CubaLIFParams: cuba_lif.MODEL,
     if_.IFParams: if_.MODEL,
@@ -36,5 +38,5 @@ def model_of(params) -> NeuronModel:
         ) from None
 
 
-__all__ = ["ALIFParams", "CubaLIFParams", "DeltaLIFParams", "FEATURES", "IFParams", "LIFParams",
-           "MODELS", "NeuronModel", "model_of"]
+__all__ = ["ALIFParams", "AdLIFParams", "CubaLIFParams", "DeltaLIFParams", "FEATURES",
+           "IFParams", "LIFParams", "MODELS", "NeuronModel", "model_of"]

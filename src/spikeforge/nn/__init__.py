@@ -1,5 +1,6 @@
 """PyTorch front end: spiking layers trained by EventProp or surrogate-gradient BPTT."""
 
+from spikeforge.nn.adlif import AdLIF
 from spikeforge.nn.alif import ALIF
 from spikeforge.nn.bptt import SURROGATES
 from spikeforge.nn.bptt_layers import METHODS
@@ -9,6 +10,6 @@ from spikeforge.nn.network import SpikingNetwork
 from spikeforge.nn.records import SpikeRecord, event_input, record_of
 
 __all__ = [
-    "ALIF", "LI", "LIF", "METHODS", "SURROGATES", "SpikeRecord", "SpikingNetwork",
+    "ALIF", "LI", "LIF", "AdLIF", "METHODS", "SURROGATES", "SpikeRecord", "SpikingNetwork",
     "build_network", "event_input", "record_of",
 ]

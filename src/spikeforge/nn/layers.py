@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from dataclasses import fields
+from dataclasses import fields, replace
 
 import torch
 from torch import nn
@@ -238,8 +238,7 @@ class LIF(SpikingLayer):
             )
         x = layer_input(x, self)
         upstream = check_input(x, self.in_features, "LIF")
-        p = self.params
-        readout = LIFParams(p.tau_mem, p.tau_syn, p.threshold, spiking=False)
+        readout = replace(self.params, spiking=False)  # the layer's own model, no threshold
         return run_layer(x, self.weight, None, self.engine_call(readout, True, upstream))
 
 

@@ -12,13 +12,14 @@ from torch import nn
 from spikeforge.events import Events
 from spikeforge.model.network import NetworkSpec
 from spikeforge.neurons import model_of
+from spikeforge.nn.adlif import AdLIF
 from spikeforge.nn.alif import ALIF
 from spikeforge.nn.bptt import DEFAULT_SLOPE, DEFAULT_SURROGATE
 from spikeforge.nn.layers import LIF, SpikingLayer
 from spikeforge.nn.records import SpikeRecord, event_input
 from spikeforge.nn.structured import structure_layer
 
-LAYER_CLASSES = {"alif": ALIF}
+LAYER_CLASSES = {"alif": ALIF, "adlif": AdLIF}
 """Module class per spiking neuron model name (LIF for any other model)."""
 
 

@@ -10,6 +10,11 @@ state dicts are unchanged.
 
 Trainable taus need BPTT (autograd through the exact decay factors). EventProp
 handles heterogeneous fixed taus: its kernels already take per-neuron decay arrays.
+
+A layer may hold further per-neuron parameters of its model (adLIF's learned a, b and
+tau_adapt, :class:`spikeforge.nn.AdLIF`): it defines ``extra_neuron_vectors()``, a dict
+of float64 [N] tensors that join the time constants in the ``taus`` dict the model's
+``factors`` reads, on every path (engine table, torch/CUDA table, BPTT).
 """
 
 from __future__ import annotations
@@ -46,26 +51,38 @@ def has_per_neuron_taus(module: nn.Module) -> bool:
     return getattr(module, "log_tau_mem", None) is not None
 
 
+def extra_vectors(module: nn.Module) -> dict[str, torch.Tensor]:
+    """The layer's further per-neuron model parameters (``extra_neuron_vectors()``,
+    float64 [N]; empty for layers without them)."""
+    extra = getattr(module, "extra_neuron_vectors", None)
+    return extra() if extra is not None else {}
+
+
 def tau_vectors(module: nn.Module, params: LIFParams, size: int,
                 device: torch.device) -> dict[str, torch.Tensor]:
-    """The time constants the parameters define (``tau_mem``, ``tau_syn``) as float64 [N]
-    tensors in ms (differentiable when trainable)."""
+    """The time constants the parameters define (``tau_mem``, ``tau_syn``) and the
+    layer's :func:`extra_vectors` as float64 [N] tensors, times in ms (differentiable
+    when trainable)."""
     if has_per_neuron_taus(module):
-        return {"tau_mem": module.log_tau_mem.double().exp(),
+        taus = {"tau_mem": module.log_tau_mem.double().exp(),
                 "tau_syn": module.log_tau_syn.double().exp()}
-    return {name: torch.full((size,), float(getattr(params, name)), dtype=torch.float64,
-                             device=device)
-            for name in ("tau_mem", "tau_syn") if hasattr(params, name)}
+    else:
+        taus = {name: torch.full((size,), float(getattr(params, name)), dtype=torch.float64,
+                                 device=device)
+                for name in ("tau_mem", "tau_syn") if hasattr(params, name)}
+    return {**taus, **extra_vectors(module)}
 
 
 def neuron_arrays(module: nn.Module, params: LIFParams, size: int, dt: float,
                   dtype: np.dtype) -> NeuronArrays:
     """The engine's view of the population (model + factor table, homogeneous or not)."""
+    vectors = {name: value.detach().cpu().numpy()
+               for name, value in extra_vectors(module).items()}
     if not has_per_neuron_taus(module):
-        return NeuronArrays.from_params(params, size, dt, dtype)
+        return NeuronArrays.from_params(params, size, dt, dtype, vectors=vectors)
     tau_mem = module.log_tau_mem.detach().cpu().double().exp().numpy()
     tau_syn = module.log_tau_syn.detach().cpu().double().exp().numpy()
-    return NeuronArrays.from_params(params, size, dt, dtype, tau_mem, tau_syn)
+    return NeuronArrays.from_params(params, size, dt, dtype, tau_mem, tau_syn, vectors)
 
 
 def torch_table(module: nn.Module, params: LIFParams, size: int, dt: float,

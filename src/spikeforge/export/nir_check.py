@@ -61,13 +61,13 @@ def check_nir(path: Path, dt: float | None = None, readout: str | None = None,
 
     from spikeforge.engine import Events
     from spikeforge.export.agreement import spikeforge_output
-    from spikeforge.export.nir_import import _inline, _read_graph, import_graph
+    from spikeforge.export.nir_import import import_graph, inline_graph, read_graph
     from spikeforge.export.nir_reference import simulate
 
     if samples < 1 or steps < 1 or substeps < 1:
         raise SpikeforgeError("--samples, --steps and --substeps must be >= 1")
-    graph = _read_graph(Path(path))
-    nodes, edges = _inline(graph)
+    graph = read_graph(Path(path))
+    nodes, edges = inline_graph(graph)
     report = import_graph(graph, dt, readout)
     model = report.model
     spec = model.network.spec

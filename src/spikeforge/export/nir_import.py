@@ -100,7 +100,7 @@ def _nir():
 
 # -- the graph: sub-graphs inlined --------------------------------------------------------
 
-def _inline(graph) -> tuple[dict, list[tuple[str, str]]]:
+def inline_graph(graph) -> tuple[dict, list[tuple[str, str]]]:
     """Nodes and edges of ``graph`` with every nested ``NIRGraph`` replaced by its nodes
     (named ``sub.node``) and its inner ``Input`` / ``Output`` nodes bypassed."""
     nir = _nir()
@@ -913,7 +913,7 @@ class ImportReport:
 
 def import_graph(graph, dt: float | None = None, readout: str | None = None) -> ImportReport:
     """:func:`from_nir` with a line per NIR node saying what it became."""
-    raw_nodes, raw_edges = _inline(graph)
+    raw_nodes, raw_edges = inline_graph(graph)
     fused = [k for k, v in raw_nodes.items() if type(v).__name__ == "Threshold"]
     nodes, edges = _fuse_thresholds(raw_nodes, raw_edges)
     _check_types(nodes)
@@ -994,7 +994,7 @@ def _node_types(group, prefix: str = "") -> list[tuple[str, str]]:
     return found
 
 
-def _read_graph(path: Path):
+def read_graph(path: Path):
     import h5py
 
     nir = _nir()
@@ -1023,4 +1023,4 @@ def _read_graph(path: Path):
 
 def read_nir(path: Path, dt: float | None = None, readout: str | None = None) -> LoadedModel:
     """Read a NIR file into a spikeforge network (see :func:`from_nir`)."""
-    return from_nir(_read_graph(path), dt, readout)
+    return from_nir(read_graph(path), dt, readout)

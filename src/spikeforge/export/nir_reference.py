@@ -111,9 +111,9 @@ def _pair(value) -> tuple[int, int]:
 
 class _Sim:
     def __init__(self, graph, n_batch: int, h: float, threshold_reset: bool) -> None:
-        from spikeforge.export.nir_import import _inline  # graph flattening only
+        from spikeforge.export.nir_import import inline_graph  # graph flattening only
 
-        self.nodes, edges = _inline(graph)
+        self.nodes, edges = inline_graph(graph)
         self.preds: dict[str, list[str]] = {k: [] for k in self.nodes}
         self.succs: dict[str, list[str]] = {k: [] for k in self.nodes}
         for a, b in edges:

@@ -45,15 +45,16 @@ def check_in_browser(html: Path, screenshot: Path) -> None:
     assert colours > 50, "screenshot has no plots (too few colours)"
 
 
-def _fake_sweep(folder: Path) -> None:
-    """A sweep folder with 8 finished trials (and their metrics) without training."""
+def _fake_sweep(folder: Path, n_trials: int = 12) -> None:
+    """A sweep folder with ``n_trials`` finished trials (trial 7 failed; metrics for
+    each) without training."""
     folder.mkdir()
     url = f"sqlite:///{folder / 'study.db'}"
     study = optuna.create_study(storage=url, study_name=STUDY_NAME, direction="maximize")
     dists = {"train.lr": optuna.distributions.FloatDistribution(1e-3, 1e-1, log=True),
              "model.hidden": optuna.distributions.CategoricalDistribution(["[8]", "[16]"])}
     rng = np.random.default_rng(0)
-    for number in range(8):
+    for number in range(n_trials):
         lr, hidden = float(10 ** rng.uniform(-3, -1)), ["[8]", "[16]"][number % 2]
         value = 0.9 - abs(np.log10(lr) + 2) / 3
         run_dir = folder / "trials" / f"trial-{number:04d}"
@@ -79,7 +80,8 @@ def test_sweep_report_renders(tmp_path, artifacts):  # noqa: F811
     _fake_sweep(folder)
     html = write_report(folder)
     text = html.read_text()
-    assert "8 trials: 7 complete, 0 pruned, 1 failed" in text
+    assert "12 trials: 11 complete, 0 pruned, 1 failed" in text
+    assert "caveat" not in text
     assert "killed by SIGKILL" in text
     names = {p.name for p in html.parent.glob("*.png")}
     assert {"importance.png", "param_train_lr.png", "param_model_hidden.png",
@@ -90,6 +92,35 @@ def test_sweep_report_renders(tmp_path, artifacts):  # noqa: F811
     assert float(best.group(2)) == pytest.approx(study.best_value, abs=1e-4)
     check_in_browser(html, artifacts / "sweep_report.png")
     assert not list(folder.glob(".report*"))  # no staging folder left behind
+
+
+def test_sweep_report_with_few_trials_has_a_caveat_instead_of_importance(tmp_path):
+    folder = tmp_path / "sweep"
+    _fake_sweep(folder, n_trials=3)
+    html = write_report(folder)
+    text = html.read_text()
+    assert "Only 3 completed trial(s)" in text
+    names = {p.name for p in html.parent.glob("*.png")}
+    assert "importance.png" not in names and not any(n.startswith("pair_") for n in names)
+    assert {"param_train_lr.png", "learning_curves.png"} <= names
+
+
+def test_integer_epoch_axis_ticks_whole_epochs_and_widens_a_single_epoch():
+    import matplotlib.pyplot as plt
+
+    from spikeforge.experiments.plot_axes import integer_epoch_axis
+
+    fig, ax = plt.subplots()
+    ax.plot([1, 2, 3], [0.2, 0.5, 0.7])
+    integer_epoch_axis(ax, [1, 2, 3])
+    ticks = [t for t in ax.get_xticks() if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]
+    assert ticks and all(float(t).is_integer() for t in ticks)
+    fig2, ax2 = plt.subplots()
+    ax2.plot([1], [0.5])
+    integer_epoch_axis(ax2, [1])
+    assert ax2.get_xlim() == (0.0, 2.0)
+    plt.close(fig)
+    plt.close(fig2)
 
 
 def test_cv_report_renders(tmp_path, artifacts):  # noqa: F811

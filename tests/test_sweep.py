@@ -86,6 +86,11 @@ def test_space_errors_are_one_line(tree, message):
     assert "\n" not in str(info.value)
 
 
+def test_a_swept_path_also_fixed_by_set_is_refused():
+    with pytest.raises(SpikeforgeError, match=r"model.hidden is swept here and also fixed by"):
+        parse_space({"model.hidden": [[8], [16]]}, base_overrides={"model.hidden": [8]})
+
+
 def test_grid_sampler_needs_finite_values():
     space = parse_space({"train.lr": {"low": 1e-3, "high": 1e-1}})
     with pytest.raises(SpikeforgeError, match="grid sampler needs finite values for train.lr"):
@@ -136,9 +141,12 @@ def test_sweep_retries_failed_trials_and_resumes_without_duplicates(tmp_path):
     assert rows[2]["errors"] == ["RuntimeError: simulated failure 1"]
     assert rows[0]["errors"] == []
     for number, row in rows.items():
-        lr, hidden = row["params"]["train.lr"], json.loads(row["params"]["model.hidden"])[0]
+        lr, hidden = row["params"]["train.lr"], row["params"]["model.hidden"][0]
         assert row["value"] == pytest.approx(1.0 - abs(math.log10(lr) + 2.0) / 4.0
                                              - 0.001 * hidden), number
+    # list choices come back as lists (Optuna stores their JSON text)
+    assert summary["best_params"]["model.hidden"] in ([8], [16])
+    assert json.loads((out / "summary.json").read_text())["best_params"] == summary["best_params"]
     # the same command again: nothing re-runs, nothing is added
     before = {n: (out / "trials" / f"trial-{n:04d}" / "attempts.txt").read_text()
               for n in rows}
@@ -237,7 +245,7 @@ def test_dask_sweep_retries_a_killed_worker(tmp_path):
         "RuntimeError: simulated failure 1"]
     assert rows[0]["errors"] == []
     for row in rows.values():
-        lr, hidden = row["params"]["train.lr"], json.loads(row["params"]["model.hidden"])[0]
+        lr, hidden = row["params"]["train.lr"], row["params"]["model.hidden"][0]
         assert row["value"] == pytest.approx(1.0 - abs(math.log10(lr) + 2.0) / 4.0
                                              - 0.001 * hidden)
 

@@ -14,6 +14,7 @@ import torch  # noqa: E402
 
 from spikeforge.atomic import atomic_path  # noqa: E402
 from spikeforge.data.base import SpikeDataset  # noqa: E402
+from spikeforge.experiments.plot_axes import integer_epoch_axis  # noqa: E402
 
 
 def _save(fig, path: Path) -> None:
@@ -33,6 +34,10 @@ def plot_learning_curves(metrics: list[dict[str, Any]], path: Path) -> None:
     ax_acc.plot(epochs, [m["val_accuracy"] for m in metrics], label="validation")
     ax_acc.set(xlabel="epoch", ylabel="accuracy", title="Accuracy", ylim=(0, 1))
     for ax in (ax_loss, ax_acc):
+        for line in ax.get_lines():
+            line.set_marker("o")
+            line.set_markersize(3)
+        integer_epoch_axis(ax, epochs)
         ax.legend()
         ax.grid(alpha=0.3)
     fig.tight_layout()

@@ -29,9 +29,12 @@ import numpy as np  # noqa: E402
 
 from spikeforge.errors import SpikeforgeError  # noqa: E402
 from spikeforge.experiments import run_folder as rf  # noqa: E402
+from spikeforge.experiments.plot_axes import integer_epoch_axis  # noqa: E402
 
 REPORT_DIR, REPORT_HTML = "report", "report.html"
 MAX_PAIR_PARAMS = 6
+MIN_TRIALS_FOR_IMPORTANCE = 10
+"""Fewer completed trials: no fANOVA importance or 2-D heatmaps (a caveat instead)."""
 
 
 def _save(fig, path: Path) -> None:
@@ -90,6 +93,7 @@ def _learning_curves(run_dirs: list[tuple[str, Path, float | None]], path: Path,
                 marker="o", ms=3, color=cmap(frac), lw=2.5 if thick else 1.0,
                 label=label if thick else None, alpha=0.9)
     ax.set(xlabel="epoch", ylabel="validation accuracy", title=title, ylim=(0, 1))
+    integer_epoch_axis(ax, [m["epoch"] for _, metrics, _ in curves for m in metrics])
     if best is not None:
         ax.legend(loc="lower right")
     ax.grid(alpha=0.3)
@@ -127,10 +131,16 @@ def _sweep_figures(study, out: Path) -> list[str]:
         return figures
     names = sorted({name for t in done for name in t.params})
     values = np.array([t.value for t in done], dtype=float)
+    few = len(done) < MIN_TRIALS_FOR_IMPORTANCE
+    if few:
+        figures.append(
+            f'<p class="caveat">Only {len(done)} completed trial(s): parameter importance '
+            f"(fANOVA) and 2-D heatmaps need at least {MIN_TRIALS_FOR_IMPORTANCE} and are "
+            "not drawn; the per-parameter plots below show single trials, not trends.</p>")
     try:
         from optuna.importance import get_param_importances
 
-        importance = get_param_importances(study) if len(done) >= 2 else {}
+        importance = {} if few else get_param_importances(study)
     except (RuntimeError, ValueError):
         importance = {}
     if importance:
@@ -158,7 +168,8 @@ def _sweep_figures(study, out: Path) -> list[str]:
         slug = name.replace(".", "_")
         _save(fig, out / f"param_{slug}.png")
         figures.append(_figure(f"param_{slug}.png", f"Validation accuracy vs {name}"))
-    pair_names = [n for n in names if all(n in t.params for t in done)][:MAX_PAIR_PARAMS]
+    pair_names = [] if few else [
+        n for n in names if all(n in t.params for t in done)][:MAX_PAIR_PARAMS]
     for a, b in itertools.combinations(pair_names, 2):
         xa, la, loga, _ = axes[a]
         xb, lb, logb, _ = axes[b]
@@ -268,6 +279,9 @@ def _cv_page(folder: Path, out: Path) -> str:
                 ax.text(j, i, int(confusion[i, j]), ha="center", va="center", fontsize=7,
                         color="white" if rows[i, j] > 0.5 else "black")
     fig.colorbar(image, ax=ax, label="fraction of true class")
+    ax.set_xticks(range(n))
+    ax.set_yticks(range(n))
+    ax.tick_params(labelsize=7 if n > 12 else 9)
     ax.set(xlabel="predicted class", ylabel="true class", title="Confusion (held-out, pooled)")
     _save(fig, out / "confusion.png")
     figures.append(_figure("confusion.png", "Confusion matrix over all held-out samples"))

@@ -200,6 +200,10 @@ def parse_space(tree: Any, base_config: Path | None = None,
             raise SpikeforgeError(f"{where}: unknown config path {path!r}; {hint}")
         if path in seen:
             raise SpikeforgeError(f"{where}: {path} is listed twice")
+        if path in (base_overrides or {}):
+            raise SpikeforgeError(
+                f"{where}: {path} is swept here and also fixed by --set {path}=...; the "
+                "sweep would override it in every trial: drop one of the two")
         seen.add(path)
         param, values = _parse_one(path, spec, where)
         for value in values:
@@ -209,6 +213,13 @@ def parse_space(tree: Any, base_config: Path | None = None,
                 raise SpikeforgeError(f"{where}: {path}={value!r} is not allowed ({exc})") from exc
         params.append(param)
     return SearchSpace(tuple(params))
+
+
+def stored_space(tree: dict[str, Any]) -> SearchSpace:
+    """The space of a mapping that was validated when its sweep started (no config checks;
+    for decoding stored trial values)."""
+    return SearchSpace(tuple(_parse_one(str(path), spec, "stored search space")[0]
+                             for path, spec in tree.items()))
 
 
 def load_space(path: Path, base_config: Path | None = None,

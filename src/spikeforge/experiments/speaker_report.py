@@ -94,8 +94,13 @@ def plot_confusion(report: dict[str, Any], path: Path) -> None:
     epoch = f", epoch {report['epoch']}" if "epoch" in report else ""
     ax.set(xlabel="predicted class", ylabel="true class",
            title=f"{report['split']} confusion{epoch}\naccuracy {report['accuracy']:.3f}")
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+    if len(matrix) <= 40:  # every class labelled
+        ax.set_xticks(range(len(matrix)))
+        ax.set_yticks(range(len(matrix)))
+        ax.tick_params(labelsize=7 if len(matrix) > 12 else 9)
+    else:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     fig.tight_layout()
     _save(fig, path)
 

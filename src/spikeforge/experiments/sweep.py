@@ -59,7 +59,14 @@ from spikeforge.experiments.executors import (
     placement_text,
     wants_gpu,
 )
-from spikeforge.experiments.space import SearchSpace, load_space, parse_space, require_optuna
+from spikeforge.experiments.space import (
+    SearchSpace,
+    load_space,
+    parse_space,
+    require_optuna,
+    stored_space,
+)
+from spikeforge.fault_injection import watch_commits
 from spikeforge.folder_lock import FolderLock
 
 SWEEP_FILE, BASE_CONFIG, SUMMARY = "sweep.json", "base_config.yaml", "summary.json"
@@ -113,7 +120,7 @@ def open_storage(url: str):
     elif url.startswith("postgresql"):
         kwargs = {"connect_args": {"connect_timeout": 5}, "pool_pre_ping": True}
     try:
-        return optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
+        return watch_commits(optuna.storages.RDBStorage(url, engine_kwargs=kwargs))
     except ImportError as exc:
         missing = exc.name or getattr(exc.__cause__, "name", None) or "driver"
         raise SpikeforgeError(
@@ -365,6 +372,7 @@ def run_sweep(
         study = optuna.create_study(
             storage=open_storage(url), study_name=plan.study_name, direction="maximize",
             sampler=_sampler(sampler, space, seed), pruner=_pruner(pruner), load_if_exists=True)
+        study.set_user_attr("space", tree)  # decodes list choices in summaries and reports
         _coordinate(study, space, plan, out, target, pool, max_retries, console,
                     task or run_trial)
     finally:
@@ -504,9 +512,20 @@ def sweep_summary(study, out: Path) -> dict[str, Any]:
         return summary
     summary.update(best_trial=best.number, best_val_accuracy=best.value,
                    best_test_accuracy=best.user_attrs.get("test_accuracy"),
-                   best_params={k: v for k, v in best.params.items()},
+                   best_params=decoded_params(study, best.params),
                    best_run_dir=best.user_attrs.get("run_dir"))
     return summary
+
+
+def decoded_params(study, params: dict[str, Any]) -> dict[str, Any]:
+    """A trial's parameters as config values: list choices (``model.hidden``), which travel
+    through Optuna as JSON text, decoded back with the space stored with the study."""
+    tree = study.user_attrs.get("space")
+    if not isinstance(tree, dict):
+        return dict(params)
+    space = stored_space(tree)
+    known = {p.path for p in space.params}
+    return {**params, **space.overrides({k: v for k, v in params.items() if k in known})}
 
 
 def trial_table(study) -> list[dict[str, Any]]:
@@ -515,7 +534,8 @@ def trial_table(study) -> list[dict[str, Any]]:
     for t in study.get_trials(deepcopy=False):
         rows.append({
             "number": t.number, "state": t.state.name, "value": t.value,
-            "params": dict(t.params), "test_accuracy": t.user_attrs.get("test_accuracy"),
+            "params": decoded_params(study, t.params),
+            "test_accuracy": t.user_attrs.get("test_accuracy"),
             "errors": t.user_attrs.get("errors", []), "run_dir": t.user_attrs.get("run_dir"),
             "placement": t.user_attrs.get("placement"),
             "seconds": (t.duration.total_seconds() if t.duration else None),

@@ -87,13 +87,33 @@ def train(
 
 @app.command()
 def evaluate(
-    run_dir: Annotated[Path, typer.Argument(help="Run folder written by `spikeforge train`.")],
+    run_dir: Annotated[Path, typer.Argument(
+        help="Run folder written by `spikeforge train`, or a model file (.pt) written by "
+        "`export`/`import-nir` (then --data is needed).")],
     device: Annotated[str | None, typer.Option(
         help="auto, cpu, cuda or cuda:N (default: the run's train.device).")] = None,
+    data: Annotated[str | None, typer.Option(
+        help="Dataset for a model file (e.g. digits, shd). Default: none.")] = None,
+    data_dir: Annotated[Path | None, typer.Option(
+        help="Folder with the dataset files for --data. Default: the dataset's cache.")
+                        ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Last stdout line: JSON result.")
                        ] = False,
 ) -> None:
-    """Evaluate a trained run's final model on its test split."""
+    """Evaluate a trained run's final model (or a model file) on its test split."""
+    if run_dir.is_file():
+        if data is None:
+            raise SpikeforgeError(
+                f"{run_dir} is a model file, which names no dataset; add --data NAME "
+                "(and --data-dir DIR)")
+        from spikeforge.experiments.evaluate_model import evaluate_model_file
+
+        _emit(evaluate_model_file(run_dir, data, None if data_dir is None else str(data_dir)),
+              as_json)
+        return
+    if data is not None or data_dir is not None:
+        raise SpikeforgeError(
+            "--data/--data-dir are for model files; a run folder evaluates on its own data")
     from spikeforge.experiments.runner import evaluate_run
 
     _emit(evaluate_run(run_dir, device), as_json)

@@ -32,6 +32,12 @@ class ImageSplits:
     test_y: torch.Tensor
     n_classes: int
 
+    def __post_init__(self) -> None:
+        from spikeforge.data.encoding import check_unit_range
+
+        for split in ("train_x", "val_x", "test_x"):  # NaN/inf/range, naming the sample
+            check_unit_range(getattr(self, split).detach().cpu(), f"{self.name} {split}")
+
     @property
     def input_shape(self) -> tuple[int, int, int]:
         return tuple(self.train_x.shape[1:])  # type: ignore[return-value]

@@ -7,6 +7,35 @@ import numpy as np
 from spikeforge.errors import SpikeforgeError
 
 
+def check_unit_range(values, who: str) -> None:
+    """Check dense images ``values`` ``[N, ...]`` (a NumPy array or a CPU tensor, any
+    numeric dtype; not copied) are finite and in [0, 1]; otherwise raise
+    :class:`SpikeforgeError` naming ``who``, the first bad sample's index (along axis 0)
+    and the fix. NaN and +-inf are reported as such, before the range check (NaN compares
+    false to every bound and would otherwise encode as silence)."""
+    flat = np.asarray(values)
+    flat = flat.reshape(len(flat), -1) if flat.ndim else flat.reshape(1, 1)
+    if not flat.size:
+        return
+    finite = np.isfinite(flat)
+    if not finite.all():
+        bad_rows = np.flatnonzero(~finite.all(axis=1))
+        first = int(bad_rows[0])
+        pixel = int(np.flatnonzero(~finite[first])[0])
+        raise SpikeforgeError(
+            f"{who}: sample {first} holds {flat[first, pixel]} at pixel {pixel} "
+            f"({int((~finite).sum())} non-finite values in {bad_rows.size} of {len(flat)} "
+            "samples); replace NaN/inf in the images (e.g. np.nan_to_num(x, nan=0.0, "
+            "posinf=1.0, neginf=0.0)) or drop those samples")
+    outside = (flat < 0) | (flat > 1)
+    if outside.any():
+        first = int(np.flatnonzero(outside.any(axis=1))[0])
+        raise SpikeforgeError(
+            f"{who} expects values in [0, 1]; sample {first} spans "
+            f"[{flat[first].min():g}, {flat[first].max():g}]; rescale the data (e.g. x / 255 "
+            "for 8-bit images)")
+
+
 def latency_encode(
     values: np.ndarray, t_max_ms: float, dt: float, t_min_ms: float = 0.0, log: bool = False
 ) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -14,12 +43,12 @@ def latency_encode(
 
     Linear code: t = t_min + (1 - v) (t_max - t_min); log code: t = t_min +
     (t_max - t_min) * ln(1/v) / ln(1/v_min) with v_min = 1e-2 (clipped). Channels with
-    v <= 0 stay silent. ``values`` is [N, ...] in [0, 1]; channels are flattened.
+    v <= 0 stay silent. ``values`` is [N, ...] in [0, 1]; channels are flattened. NaN,
+    inf or values outside [0, 1] raise :class:`SpikeforgeError` naming the sample.
     Returns per-sample (step indices, channel indices).
     """
+    check_unit_range(values, "latency_encode")
     flat = np.asarray(values, dtype=np.float64).reshape(len(values), -1)
-    if flat.size and (flat.min() < 0 or flat.max() > 1):
-        raise SpikeforgeError("latency_encode expects values in [0, 1]; rescale the data")
     span = t_max_ms - t_min_ms
     out = []
     for row in flat:
@@ -36,10 +65,10 @@ def poisson_encode(
 ) -> list[tuple[np.ndarray, np.ndarray]]:
     """Poisson rate code: channel with value v in [0, 1] fires with rate v * max_rate_hz
     (Bernoulli per step with p = v * max_rate_hz * dt / 1000, at most one spike per step).
-    ``values`` is [N, ...]; returns per-sample (step indices, channel indices)."""
+    ``values`` is [N, ...] (finite, in [0, 1], checked as in :func:`latency_encode`);
+    returns per-sample (step indices, channel indices)."""
+    check_unit_range(values, "poisson_encode")
     flat = np.asarray(values, dtype=np.float64).reshape(len(values), -1)
-    if flat.size and (flat.min() < 0 or flat.max() > 1):
-        raise SpikeforgeError("poisson_encode expects values in [0, 1]; rescale the data")
     p = flat * max_rate_hz * dt / 1000.0
     if p.size and p.max() > 1:
         raise SpikeforgeError(

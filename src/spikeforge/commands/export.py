@@ -99,7 +99,14 @@ def register(app: typer.Typer) -> None:
 
     @app.command("energy")
     def energy_cmd(
-        run_dir: Annotated[Path, typer.Argument(help="Run folder written by `spikeforge train`.")],
+        run_dir: Annotated[Path, typer.Argument(
+            help="Run folder written by `spikeforge train`, or a model file (.pt) from "
+            "`export`/`import-nir` with --data (reports go to MODEL-energy/).")],
+        data: Annotated[str | None, typer.Option(
+            help="Dataset for a model file (e.g. digits, shd). Default: none.")] = None,
+        data_dir: Annotated[Path | None, typer.Option(
+            help="Folder with the dataset files for --data. Default: the dataset's cache.")
+                            ] = None,
         samples: Annotated[int | None, typer.Option(
             help="Count over at most this many test samples (default: all).")] = None,
         repeats: Annotated[int, typer.Option(help="Timing repetitions.")] = 5,
@@ -111,9 +118,23 @@ def register(app: typer.Typer) -> None:
         from spikeforge.energy.report import energy_report, print_report
         from spikeforge.experiments.loading import load_run
 
-        model = load_run(run_dir)
+        out_dir = run_dir
+        if run_dir.is_file():
+            from spikeforge.errors import SpikeforgeError
+            from spikeforge.experiments.evaluate_model import model_file_with_data
+
+            if data is None:
+                raise SpikeforgeError(
+                    f"{run_dir} is a model file, which names no dataset; add --data NAME "
+                    "(and --data-dir DIR)")
+            model = model_file_with_data(run_dir, data,
+                                         None if data_dir is None else str(data_dir))
+            out_dir = run_dir.with_name(f"{run_dir.stem}-energy")
+            out_dir.mkdir(exist_ok=True)
+        else:
+            model = load_run(run_dir)
         events, _ = first_batch(model.splits.test, samples)
-        report = energy_report(model.network, events, run_dir, repeats, threads)
+        report = energy_report(model.network, events, out_dir, repeats, threads)
         if as_json:
             print(json.dumps(report))
         else:

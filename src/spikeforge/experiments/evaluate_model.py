@@ -11,16 +11,15 @@ import torch
 from spikeforge.errors import SpikeforgeError
 from spikeforge.experiments.config import load_config
 from spikeforge.experiments.loading import load_splits
-from spikeforge.export.network_io import load_model_file, predict_scores
+from spikeforge.export.network_io import LoadedModel, load_model_file, predict_scores
 
 BATCH = 64
 """Test samples per forward pass."""
 
 
-@torch.no_grad()
-def evaluate_model_file(path: Path, data: str, data_dir: str | None = None,
-                        dt: float | None = None) -> dict[str, Any]:
-    """Test accuracy of model file ``path`` on dataset ``data`` (read at the model's own
+def model_file_with_data(path: Path, data: str, data_dir: str | None = None,
+                         dt: float | None = None) -> LoadedModel:
+    """Model file ``path`` with the splits of dataset ``data`` (read at the model's own
     time step unless ``dt`` in ms is given). Raises :class:`SpikeforgeError` when the
     dataset's inputs or classes do not fit the network."""
     model = load_model_file(Path(path))
@@ -30,16 +29,25 @@ def evaluate_model_file(path: Path, data: str, data_dir: str | None = None,
     if data_dir is not None:
         overrides["data.data_dir"] = str(data_dir)
     splits = load_splits(load_config(None, overrides))
-    test = splits.test
     n_out = spec.layers[-1].size
-    if test.n_inputs != spec.n_inputs:
+    if splits.test.n_inputs != spec.n_inputs:
         raise SpikeforgeError(
-            f"{path} takes {spec.n_inputs} inputs but --data {data} has {test.n_inputs}; "
-            "evaluate it on the dataset it was built for")
-    if test.n_classes > n_out:
+            f"{path} takes {spec.n_inputs} inputs but --data {data} has "
+            f"{splits.test.n_inputs}; use the dataset the model was built for")
+    if splits.test.n_classes > n_out:
         raise SpikeforgeError(
-            f"{path} has {n_out} outputs but --data {data} has {test.n_classes} classes; "
-            "evaluate it on the dataset it was built for")
+            f"{path} has {n_out} outputs but --data {data} has {splits.test.n_classes} "
+            "classes; use the dataset the model was built for")
+    return LoadedModel(model.network, model.readout, splits)
+
+
+@torch.no_grad()
+def evaluate_model_file(path: Path, data: str, data_dir: str | None = None,
+                        dt: float | None = None) -> dict[str, Any]:
+    """Test accuracy of model file ``path`` on dataset ``data`` (see
+    :func:`model_file_with_data`)."""
+    model = model_file_with_data(path, data, data_dir, dt)
+    test = model.splits.test
     correct = 0
     for start in range(0, len(test), BATCH):
         stop = min(start + BATCH, len(test))
@@ -47,4 +55,5 @@ def evaluate_model_file(path: Path, data: str, data_dir: str | None = None,
         scores = predict_scores(model.network, model.network(events), model.readout)
         correct += int((scores.argmax(1) == labels).sum())
     return {"test_accuracy": correct / max(len(test), 1), "n_test": len(test),
-            "model_file": str(path), "data": data, "dt": step, "readout": model.readout}
+            "model_file": str(path), "data": data, "dt": model.network.spec.dt,
+            "readout": model.readout}

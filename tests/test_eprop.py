@@ -272,6 +272,9 @@ def test_random_feedback_is_fixed_and_seeded():
 @pytest.mark.parametrize(("overrides", "named"), [
     ({"model.delays": {"max_ms": 5.0}}, "layer 0 (DelayedLIF"),
     ({"model.hidden": [16, 16]}, "layer 1 (LIF"),
+    ({"model.input_shape": [1, 8, 8],
+      "model.conv": [{"channels": 4, "kernel": 3, "padding": 1, "pool": 2}]},
+     "layer 0 (conv 4 maps 3x3, pool 2"),
 ])
 def test_layers_eprop_cannot_train_are_refused_by_name(overrides, named):
     from spikeforge.errors import SpikeforgeError

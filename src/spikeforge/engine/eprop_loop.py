@@ -19,8 +19,11 @@ neurons k and presynaptic units r (inputs, then the layer's own spikes if recurr
      grad_rj += L_j ebar_rj; then the presynaptic arrival eps_I += pre_r[n]
   5. hidden input: I_j += sum_r pre_r[n] W_rj
 At the end of a sample the spike-count regulariser adds
-reg_coef (count_j - target) sum_n e_rj[n]. The traces live per chunk of samples (one
-chunk per thread), so memory is O(synapses x threads): flat in T and in B.
+reg_coef (count_j - target) sum_n e_rj[n]. With per-batch updates the traces live per
+chunk of samples (one chunk per thread), so memory is O(synapses x threads): flat in T
+and in B. Per-step (online) updates run the batch in windows of time steps with every
+sample's state kept between windows (O(synapses x B), still flat in T); the caller
+updates the weights between windows.
 See :mod:`spikeforge.train.eprop_reference` for the maths and the oracle.
 """
 
@@ -128,47 +131,61 @@ def synapse_step(ev, ei, ea, fv, fi, e_sum, grad, pre, psi, s, signal, table, fi
 
 def train_batch(
     in_ptr, in_step, in_unit, in_value, n_in, w, w_out, feedback, table, rtable, labels,
-    n_steps, kind, slope, reg_coef, reg_target, summary_kind, grad_parts, grad_out_parts, loss_out,
-    summary_out, count_out,
+    n_steps, n_start, n_stop, kind, slope, reg_coef, reg_target, summary_kind, grad_parts,
+    grad_out_parts, loss_out, summary_out, count_out, hidden_state, readout_state,
+    trace_state, cursor,
 ):  # fmt: skip
-    """e-prop gradients of one batch (template; see the module docstring).
+    """e-prop gradients of steps ``n_start`` .. ``n_stop - 1`` of one batch (template; see
+    the module docstring).
 
     Inputs as events (CSR ``in_ptr`` [B + 1], ``in_step``, ``in_unit``, ``in_value``);
     ``w`` [P, N]: the ``n_in`` input weights' rows, then the recurrent weights' (P = in
     or in + N);
     ``w_out``, ``feedback`` [N, C]; ``table`` [K, N] the hidden model's factor table,
     ``rtable`` [5, C] the LI readout's (shared time constants: column 0 filters the
-    traces); ``labels`` int64 [B]; ``kind`` a :data:`SURROGATE_CODES` value;
+    traces); ``labels`` int64 [B]; ``n_steps`` the samples' length T (steps);
+    ``kind`` a :data:`SURROGATE_CODES` value;
     ``reg_coef`` = strength / (B N), ``reg_target`` in spikes per sample.
-    Outputs: per-chunk gradients ``grad_parts`` [chunks, P, N], ``grad_out_parts``
-    [chunks, N, C]; per sample ``loss_out`` [B] (its share of the mean per-step
-    cross-entropy), ``summary_out`` [B, C] (:data:`SUMMARY_CODES`), ``count_out`` [B, N].
+    State carried between windows, per slot: ``hidden_state`` [S, 5, N] (V, I, A and the
+    spikes' readout filter), ``readout_state`` [S, 2, C], ``trace_state`` [S, 6, P, N]
+    (eligibility vectors, filtered trace, trace sum) and per sample ``cursor`` [B] (the
+    next input event). S = B gives every sample its own slot (the window may stop before
+    T and a later call resumes it); S = chunks reuses one slot per chunk, which needs the
+    whole sample in one window (``n_start = 0``, ``n_stop = T``). A window that starts
+    at step 0 resets the sample's state.
+    Outputs: the window's per-chunk gradients ``grad_parts`` [chunks, P, N],
+    ``grad_out_parts`` [chunks, N, C] (the regulariser's term is added in the window
+    that ends at T); per sample, accumulated over windows, ``loss_out`` [B] (its share
+    of the mean per-step cross-entropy), ``summary_out`` [B, C] (:data:`SUMMARY_CODES`),
+    ``count_out`` [B, N].
     """
     n_batch = in_ptr.shape[0] - 1
     n_pre, n_out = w.shape
     n_classes = w_out.shape[1]
     n_chunks = grad_parts.shape[0]
+    per_sample = hidden_state.shape[0] == n_batch
     scale = 1.0 / (n_batch * n_steps)
     filt = readout_column(rtable, 0)
     for c in prange(n_chunks):
         grad, grad_out = grad_parts[c], grad_out_parts[c]
-        hidden = np.zeros((5, n_out), dtype=w.dtype)  # state and its readout filters
-        v, i_syn, aux, zv, zi = hidden[0], hidden[1], hidden[2], hidden[3], hidden[4]
         s, psi, signal = (np.zeros(n_out, dtype=w.dtype), np.zeros(n_out, dtype=w.dtype),
                           np.zeros(n_out, dtype=w.dtype))
-        readout = np.zeros((2, n_classes), dtype=w.dtype)
-        rv, ri = readout[0], readout[1]
         error = np.zeros(n_classes, dtype=w.dtype)
         pre = np.zeros(n_pre, dtype=w.dtype)
-        traces = np.zeros((6, n_pre, n_out), dtype=w.dtype)  # eligibility vectors per synapse
-        ev, ei, ea, fv, fi, e_sum = (traces[0], traces[1], traces[2], traces[3], traces[4],
-                                     traces[5])
         for b in range(c, n_batch, n_chunks):
-            hidden[:] = 0.0
-            readout[:] = 0.0
-            traces[:] = 0.0
-            p, p_end, loss = in_ptr[b], in_ptr[b + 1], 0.0
-            for n in range(n_steps):
+            slot = np.int64(b) if per_sample else np.int64(c)
+            hidden, readout, traces = hidden_state[slot], readout_state[slot], trace_state[slot]
+            v, i_syn, aux, zv, zi = hidden[0], hidden[1], hidden[2], hidden[3], hidden[4]
+            rv, ri = readout[0], readout[1]
+            ev, ei, ea, fv, fi, e_sum = (traces[0], traces[1], traces[2], traces[3],
+                                         traces[4], traces[5])
+            if n_start == 0:
+                hidden[:] = 0.0
+                readout[:] = 0.0
+                traces[:] = 0.0
+                cursor[b] = in_ptr[b]
+            p, p_end, loss = cursor[b], in_ptr[b + 1], 0.0
+            for n in range(n_start, n_stop):
                 hidden_step(v, i_syn, aux, table, s, psi, kind, slope)
                 loss += readout_step(rv, ri, rtable, labels[b], scale, error)
                 summary_step(summary_out[b], rv, n, n_steps, summary_kind, n == 0)
@@ -197,9 +214,11 @@ def train_batch(
                     if pre[r] != 0.0:
                         for j in range(n_out):
                             i_syn[j] += pre[r] * w[r, j]
-            loss_out[b] = loss
-            for j in range(n_out):
-                coef = reg_coef * (count_out[b, j] - reg_target)
-                if coef != 0.0:
-                    for r in range(n_pre):
-                        grad[r, j] += coef * e_sum[r, j]
+            cursor[b] = p
+            loss_out[b] += loss
+            if n_stop == n_steps:
+                for j in range(n_out):
+                    coef = reg_coef * (count_out[b, j] - reg_target)
+                    if coef != 0.0:
+                        for r in range(n_pre):
+                            grad[r, j] += coef * e_sum[r, j]

@@ -169,6 +169,12 @@ class TrainConfig(_Strict):
         "LIF/ALIF layer, per-step cross-entropy on the LI readout)")
     eprop_feedback: Literal["symmetric", "random"] = Field(
         "symmetric", description="eprop: learning-signal weights (W_out or fixed random)")
+    eprop_update: Literal["batch", "step"] = Field(
+        "batch", description="eprop: apply the weight update once per batch, or online "
+        "every eprop_update_every time steps within the batch (all samples in step)")
+    eprop_update_every: int = Field(
+        1, ge=1, description="eprop_update=step: time steps (of data.dt ms) between "
+        "updates; one optimiser step each, with that window's share of the gradient")
     surrogate: Literal["fast_sigmoid", "arctan"] = Field(
         "fast_sigmoid", description="bptt: surrogate derivative of the spike")
     surrogate_slope: float = Field(10.0, gt=0, description="bptt: surrogate steepness")

@@ -125,6 +125,7 @@ def train_settings(config: RunConfig) -> TrainSettings:
         reg_target_hz=t.reg_target_hz, grad_clip=t.grad_clip,
         silent_penalty=t.silent_penalty, method=t.method, seed=config.seed,
         augment=tuple(config.data.augment), eprop_feedback=t.eprop_feedback,
+        eprop_update=t.eprop_update, eprop_update_every=t.eprop_update_every,
         calibrate=t.calibrate, calibrate_hz=t.calibrate_hz,
     )  # fmt: skip
 

@@ -2,11 +2,16 @@
 
 :class:`EpropLearner` computes a batch's weight gradients forward in time on the
 compiled CPU driver (:func:`spikeforge.engine.eprop_api.eprop_gradients`) and writes
-them into the parameters' ``.grad``, so any torch optimiser applies them (once per
-batch). The objective is the per-step cross-entropy of the LI readout voltages (mean
-over samples and steps) plus the spike-count regulariser of the training settings;
-predictions use the readout summary of the settings' loss (``sum``, ``sum_exp``,
-``max``). Memory is O(synapses), independent of the number of time steps.
+them into the parameters' ``.grad``, so any torch optimiser applies them: once per
+batch (``update="batch"``), or online (``update="step"``): every ``update_every`` time
+steps the gradients of those steps are written and the caller's update (an optimiser
+step) is applied before the batch runs on, all samples in step, as in the online
+learning of Bellec et al. 2020; the last window's gradients are left in ``.grad`` for the
+caller's usual optimiser step. The objective is the per-step cross-entropy of the LI
+readout voltages (mean over samples and steps) plus the spike-count regulariser of the
+training settings; predictions use the readout summary of the settings' loss (``sum``,
+``sum_exp``, ``max``). Memory is O(synapses) (O(synapses x batch) with ``update="step"``),
+independent of the number of time steps.
 
 The network must be one spiking hidden layer (LIF or ALIF, dense input, optional
 recurrence) and an LI readout; anything else is refused with a sentence naming the layer.
@@ -15,6 +20,7 @@ recurrence) and an LI readout; anything else is refused with a sentence naming t
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -30,19 +36,24 @@ from spikeforge.nn.layers import SpikingLayer
 from spikeforge.nn.time_constants import neuron_arrays
 
 FEEDBACK = ("symmetric", "random")
+UPDATES = ("batch", "step")
 
 
 @dataclass(frozen=True)
 class EpropSettings:
     """feedback: ``symmetric`` (B = W_out) or ``random`` (fixed, seeded by ``seed``);
     reg_strength, reg_target_hz: spike-count regulariser (Hz); summary: the readout
-    summary that makes predictions (``sum``, ``sum_exp``, ``max``)."""
+    summary that makes predictions (``sum``, ``sum_exp``, ``max``); update: ``batch``
+    (one update per batch) or ``step`` (an update every ``update_every`` time steps
+    within the batch)."""
 
     feedback: str = "symmetric"
     reg_strength: float = 0.0
     reg_target_hz: float = 10.0
     summary: str = "sum"
     seed: int = 0
+    update: str = "batch"
+    update_every: int = 1
 
 
 def check_network(network: SpikingNetwork) -> tuple[SpikingLayer, SpikingLayer]:
@@ -50,7 +61,11 @@ def check_network(network: SpikingNetwork) -> tuple[SpikingLayer, SpikingLayer]:
     the first layer it cannot handle."""
     layers, specs = list(network.layers), network.spec.layers
     for index, (layer, spec) in enumerate(zip(layers, specs, strict=True)):
-        name = f"layer {index} ({type(layer).__name__}, {spec.size} neurons)"
+        kind_name = type(layer).__name__
+        if spec.conv is not None:  # a parametrised (weight-shared) layer: name the conv
+            kind_name = (f"conv {spec.conv.channels} maps {spec.conv.kernel}x"
+                         f"{spec.conv.kernel}, pool {spec.conv.pool}")
+        name = f"layer {index} ({kind_name}, {spec.size} neurons)"
         if spec.delays is not None or spec.conv is not None or not isinstance(
                 layer, SpikingLayer) or parametrize.is_parametrized(layer):
             kind = "synaptic delays" if spec.delays is not None else "convolution/pooling"
@@ -80,6 +95,12 @@ class EpropLearner:
         if settings.feedback not in FEEDBACK:
             raise SpikeforgeError(f"unknown e-prop feedback {settings.feedback!r}; choose "
                                   f"one of {', '.join(FEEDBACK)}")
+        if settings.update not in UPDATES:
+            raise SpikeforgeError(f"unknown e-prop update {settings.update!r}; choose "
+                                  f"one of {', '.join(UPDATES)}")
+        if settings.update_every < 1:
+            raise SpikeforgeError(f"e-prop update_every must be >= 1 time step, got "
+                                  f"{settings.update_every}")
         self.hidden, self.readout = check_network(network)
         if self.hidden.weight.device.type != "cpu":
             raise SpikeforgeError("e-prop runs on the CPU driver; set train.device=cpu")
@@ -91,33 +112,59 @@ class EpropLearner:
             draw = torch.randn(tuple(w_out.T.shape), generator=gen, dtype=torch.float64)
             self.feedback = (draw * float(w_out.std())).numpy()   # [N, C], fixed
 
-    def step(self, events: Events | torch.Tensor, labels: torch.Tensor
+    def _write_grads(self, grads) -> None:
+        hidden, readout = self.hidden, self.readout
+        like = hidden.weight
+        hidden.weight.grad = torch.from_numpy(grads.grad_w_in.T.copy()).to(like)
+        if hidden.recurrent_weight is not None:
+            hidden.recurrent_weight.grad = torch.from_numpy(grads.grad_w_rec.T.copy()).to(like)
+        readout.weight.grad = torch.from_numpy(grads.grad_w_out.T.copy()).to(like)
+
+    def _weights(self) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+        """The current weights as NumPy ``(w_in [in, N], w_rec [N, N] or None,
+        w_out [N, C])`` (pre, post)."""
+        w_rec = self.hidden.recurrent_weight
+        return (self.hidden.weight.detach().numpy().T,
+                None if w_rec is None else w_rec.detach().numpy().T,
+                self.readout.weight.detach().numpy().T)
+
+    def step(self, events: Events | torch.Tensor, labels: torch.Tensor,
+             apply_update: Callable[[], None] | None = None
              ) -> tuple[torch.Tensor, torch.Tensor]:
         """Set ``.grad`` of the network's weights for one batch; returns the batch's
-        mean per-step cross-entropy (a 0-d tensor) and the predicted classes [B]."""
+        mean per-step cross-entropy (a 0-d tensor) and the predicted classes [B].
+
+        With ``update="step"``, ``apply_update`` (e.g. clip, ``optimizer.step()``) is
+        called after the gradients of each window of ``update_every`` steps but the last
+        have been written into ``.grad``; the next window runs with the updated weights.
+        """
         if not isinstance(events, Events):
             events = Events.from_dense(events.detach().cpu())
         hidden, readout, cfg = self.hidden, self.readout, self.settings
         dtype = numpy_dtype(hidden.weight.dtype)
         dt = float(self.network.spec.dt)
-        w_rec = hidden.recurrent_weight
+        online = cfg.update == "step"
+        if online and apply_update is None:
+            raise SpikeforgeError("e-prop update=step needs an update to apply between "
+                                  "windows (apply_update)")
+
+        def apply(window_grads):
+            self._write_grads(window_grads)
+            apply_update()
+            return self._weights()
+
         grads = eprop_gradients(
             neuron_arrays(hidden, hidden.params, hidden.out_features, dt, dtype),
             neuron_arrays(readout, readout.params, readout.out_features, dt, dtype),
-            events, hidden.weight.detach().numpy().T,
-            None if w_rec is None else w_rec.detach().numpy().T,
-            readout.weight.detach().numpy().T, labels.numpy(),
+            events, *self._weights(), labels.numpy(),
             feedback=self.feedback, surrogate=hidden.surrogate, slope=hidden.surrogate_slope,
             reg_strength=cfg.reg_strength,
             reg_target=cfg.reg_target_hz * events.n_steps * dt / 1000.0,
-            summary=cfg.summary,
+            summary=cfg.summary, update_every=cfg.update_every if online else None,
+            apply=apply if online else None,
         )  # fmt: skip
-        like = hidden.weight
-        hidden.weight.grad = torch.from_numpy(grads.grad_w_in.T.copy()).to(like)
-        if w_rec is not None:
-            w_rec.grad = torch.from_numpy(grads.grad_w_rec.T.copy()).to(like)
-        readout.weight.grad = torch.from_numpy(grads.grad_w_out.T.copy()).to(like)
-        loss = torch.tensor(float(grads.loss.sum()), dtype=like.dtype)
+        self._write_grads(grads)
+        loss = torch.tensor(float(grads.loss.sum()), dtype=hidden.weight.dtype)
         if not math.isfinite(float(loss)):
             raise SpikeforgeError("e-prop loss is not finite; lower train.lr")
         predictions = torch.from_numpy(grads.summary.argmax(axis=1))

@@ -21,6 +21,12 @@ time; per synapse (r -> j), with the presynaptic vector ``pre[n] = (x[n], z[n])`
   :func:`spikeforge.nn.bptt.dense_spike_count_penalty`), whose e-prop gradient is
   strength (count_bj - target) / (B N) * sum_n e_rj[n].
 
+Per-step (online) updates: with ``update_every = K`` the gradients of steps
+[0, K), [K, 2K), ... are handed to ``apply`` after each window but the last, and the
+weights it returns (and, with symmetric feedback, the new W_out as B) drive the rest of
+the samples; the state and traces carry on unchanged. The regulariser's term joins the
+last window.
+
 The readout weights get their exact gradient sum_n dE/dy[n] zbar[n] (zbar: hidden
 spikes through the readout dynamics). With symmetric feedback this equals BPTT through
 the same network with the recurrent spikes' effect on the next step's state stopped
@@ -31,6 +37,7 @@ Shapes: inputs ``x [B, T, in]``, weights ``[pre, post]``, factor tables ``[K, N]
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -84,7 +91,9 @@ def eprop_reference(model: NeuronModel, table: torch.Tensor, readout_table: torc
                     w_rec: torch.Tensor | None, w_out: torch.Tensor,
                     feedback: torch.Tensor | None = None,
                     surrogate: str = DEFAULT_SURROGATE, slope: float = DEFAULT_SLOPE,
-                    reg_strength: float = 0.0, reg_target: float = 0.0
+                    reg_strength: float = 0.0, reg_target: float = 0.0,
+                    update_every: int | None = None,
+                    apply: Callable[[EpropReferenceResult], tuple] | None = None
                     ) -> EpropReferenceResult:
     """e-prop gradients of one batch (see the module docstring).
 
@@ -96,13 +105,18 @@ def eprop_reference(model: NeuronModel, table: torch.Tensor, readout_table: torc
         feedback: ``[N, C]`` learning-signal weights; None: symmetric (``w_out``).
         surrogate, slope: surrogate derivative of the spike (:mod:`spikeforge.nn.bptt`).
         reg_strength, reg_target: spike-count regulariser (target in spikes per sample).
+        update_every, apply: per-step updates (see the module docstring): ``apply`` gets
+            each window's result (its gradients; loss, spikes, v_out so far) and returns
+            ``(w_in, w_rec, w_out)``. The result holds the last window's gradients.
     """
     n_batch, n_steps, n_in = x.shape
     n_out, n_classes = w_out.shape
     w = w_in if w_rec is None else torch.cat([w_in, w_rec])
     n_pre = w.shape[0]
     column = readout_column(readout_table)
-    feedback = w_out if feedback is None else feedback
+    symmetric = feedback is None
+    feedback = w_out if symmetric else feedback
+    window = n_steps if update_every is None else max(1, int(update_every))
     onehot = torch.nn.functional.one_hot(labels, n_classes).to(x.dtype)
     scale = 1.0 / (n_batch * n_steps)
 
@@ -146,6 +160,15 @@ def eprop_reference(model: NeuronModel, table: torch.Tensor, readout_table: torc
         i_syn = i_syn + pre @ w
         spikes.append(s)
         v_out.append(rv)
+        if (n + 1) % window == 0 and n + 1 < n_steps:
+            partial = EpropReferenceResult(
+                grad_w_in=grad_w[:n_in], grad_w_rec=None if w_rec is None else grad_w[n_in:],
+                grad_w_out=grad_out, loss=loss, spikes=torch.stack(spikes, dim=1),
+                v_out=torch.stack(v_out, dim=1))  # fmt: skip
+            w_in, w_rec, w_out = apply(partial)
+            w = w_in if w_rec is None else torch.cat([w_in, w_rec])
+            feedback = w_out if symmetric else feedback
+            grad_w, grad_out = zeros(n_pre, n_out), zeros(n_out, n_classes)
     spikes_t = torch.stack(spikes, dim=1)
     if reg_strength > 0:
         excess = spikes_t.sum(dim=1) - reg_target                  # [B, N]

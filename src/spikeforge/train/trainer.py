@@ -50,6 +50,8 @@ class TrainSettings:
     method: "eventprop" or "bptt" (how the regulariser reads hidden spikes), or "eprop"
     (forward-only e-prop gradients, :mod:`spikeforge.train.eprop`).
     eprop_feedback: e-prop learning-signal weights, "symmetric" or "random".
+    eprop_update, eprop_update_every: e-prop weight updates once per batch ("batch") or
+        every ``eprop_update_every`` time steps within it ("step").
     seed: seeds the batch order and augmentation of every epoch.
     augment: training augmentation specs, e.g. ``[{"name": "shift", "max_shift": 40}]``
         (see :mod:`spikeforge.data.augment`).
@@ -74,6 +76,8 @@ class TrainSettings:
     seed: int = 0
     augment: Sequence[dict[str, Any]] = field(default_factory=tuple)
     eprop_feedback: str = "symmetric"
+    eprop_update: str = "batch"
+    eprop_update_every: int = 1
     calibrate: str = "deep"
     calibrate_hz: float = 40.0
 
@@ -122,7 +126,7 @@ class Trainer:
         self.augmenter = Augmenter.from_specs(settings.augment, splits.train)
         self.eprop = None if settings.method != "eprop" else EpropLearner(network, EpropSettings(
             settings.eprop_feedback, settings.reg_strength, settings.reg_target_hz,
-            settings.loss, settings.seed))
+            settings.loss, settings.seed, settings.eprop_update, settings.eprop_update_every))
         self.layer_labels = self._label_layers()
 
     def _label_layers(self) -> list[str]:
@@ -267,7 +271,7 @@ class Trainer:
             self.optimizer.zero_grad()
             events, labels = self._to_device(events, labels)
             if self.eprop is not None:  # gradients forward in time, written into .grad
-                loss, predictions = self.eprop.step(events, labels)
+                loss, predictions = self.eprop.step(events, labels, self._eprop_update)
             else:
                 loss, predictions = self._loss_and_predictions(events, labels)
                 (loss + self._regulariser()).backward()
@@ -284,6 +288,13 @@ class Trainer:
             progress.remove_task(task)
         return {"train_loss": total_loss / seen, "train_accuracy": correct / seen,
                 "lr": self.optimizer.param_groups[0]["lr"]}
+
+    def _eprop_update(self) -> None:
+        """One optimiser step inside an e-prop batch (``eprop_update="step"``)."""
+        if self.settings.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(self.network.parameters(), self.settings.grad_clip)
+        self.optimizer.step()
+        self.optimizer.zero_grad()
 
     @torch.no_grad()
     def evaluate(self, dataset: SpikeDataset) -> EvalResult:

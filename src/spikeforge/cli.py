@@ -12,7 +12,7 @@ from typing import Annotated, Any
 import typer
 
 from spikeforge import __version__
-from spikeforge.commands import SET_HELP
+from spikeforge.commands import MODEL_FILE_DATA, MODEL_FILE_DATA_DIR, SET_HELP
 from spikeforge.errors import SpikeforgeError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -92,11 +92,8 @@ def evaluate(
         "`export`/`import-nir` (then --data is needed).")],
     device: Annotated[str | None, typer.Option(
         help="auto, cpu, cuda or cuda:N (default: the run's train.device).")] = None,
-    data: Annotated[str | None, typer.Option(
-        help="Dataset for a model file (e.g. digits, shd). Default: none.")] = None,
-    data_dir: Annotated[Path | None, typer.Option(
-        help="Folder with the dataset files for --data. Default: the dataset's cache.")
-                        ] = None,
+    data: MODEL_FILE_DATA = None,
+    data_dir: MODEL_FILE_DATA_DIR = None,
     as_json: Annotated[bool, typer.Option("--json", help="Last stdout line: JSON result.")
                        ] = False,
 ) -> None:

@@ -8,6 +8,8 @@ from typing import Annotated
 
 import typer
 
+from spikeforge.commands import MODEL_FILE_DATA, MODEL_FILE_DATA_DIR
+
 
 def _print_agreement(report: dict) -> None:
     print(f"agreement with {report['target']} on {report['n_samples']} test samples:")
@@ -102,11 +104,8 @@ def register(app: typer.Typer) -> None:
         run_dir: Annotated[Path, typer.Argument(
             help="Run folder written by `spikeforge train`, or a model file (.pt) from "
             "`export`/`import-nir` with --data (reports go to MODEL-energy/).")],
-        data: Annotated[str | None, typer.Option(
-            help="Dataset for a model file (e.g. digits, shd). Default: none.")] = None,
-        data_dir: Annotated[Path | None, typer.Option(
-            help="Folder with the dataset files for --data. Default: the dataset's cache.")
-                            ] = None,
+        data: MODEL_FILE_DATA = None,
+        data_dir: MODEL_FILE_DATA_DIR = None,
         samples: Annotated[int | None, typer.Option(
             help="Count over at most this many test samples (default: all).")] = None,
         repeats: Annotated[int, typer.Option(help="Timing repetitions.")] = 5,

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from spikeforge import fault_injection
 from spikeforge.errors import SpikeforgeError
 
 TEMP_MARK = ".tmp-"
@@ -65,7 +66,10 @@ def make_temp_dir(parent: Path, name: str) -> Path:
 @contextmanager
 def atomic_path(path: Path) -> Iterator[Path]:
     """Yield a temporary path to write; on success it replaces ``path``, on error it is
-    removed, so readers only ever see the old or the complete new file."""
+    removed, so readers only ever see the old or the complete new file.
+
+    Passes the write points ``<name>:written`` (before the rename) and ``<name>:renamed``
+    (after it) of :mod:`spikeforge.fault_injection` when fault injection is on."""
     path = Path(path)
     _check_parent(path)
     fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}{TEMP_MARK}",
@@ -77,8 +81,12 @@ def atomic_path(path: Path) -> Iterator[Path]:
         with open(tmp, "rb+") as handle:
             os.fsync(handle.fileno())
         os.chmod(tmp, file_mode())
+        if fault_injection.is_armed():
+            fault_injection.fault_point(fault_injection.atomic_label(path, "written"))
         os.replace(tmp, path)
         fsync_dir(path.parent)
+        if fault_injection.is_armed():
+            fault_injection.fault_point(fault_injection.atomic_label(path, "renamed"))
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

@@ -36,6 +36,7 @@ from spikeforge.atomic import (
 )
 from spikeforge.errors import SpikeforgeError
 from spikeforge.experiments.config import RunConfig, config_differences, dump_config
+from spikeforge.fault_injection import fault_point
 from spikeforge.folder_lock import FolderLock
 
 CONFIG, METRICS, CHECKPOINT, MODEL, RESULTS = (
@@ -66,6 +67,7 @@ def _create(out: Path, config: RunConfig) -> bool:
     try:
         (staging / CONFIG).write_text(dump_config(config))
         (staging / "run.json").write_text(json.dumps(_metadata(config), indent=2) + "\n")
+        fault_point("run-folder:staged")
         try:
             os.replace(staging, out)  # onto nothing or an empty folder
         except OSError:
@@ -73,6 +75,7 @@ def _create(out: Path, config: RunConfig) -> bool:
                 raise
             return False  # another process created it first
         fsync_dir(out.parent)
+        fault_point("run-folder:renamed")
         return True
     finally:
         shutil.rmtree(staging, ignore_errors=True)

@@ -4,6 +4,8 @@ mode, and online training learns digits."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -150,10 +152,13 @@ def test_compiled_online_updates_match_the_reference(params, recurrent, symmetri
 
 @pytest.mark.slow
 def test_online_eprop_learns_digits(tmp_path):
+    """The digits recipe with an update every 5 of its 40 steps (8 updates per batch),
+    8 epochs: 7-18 s on 2 shared cores, so slow."""
     from spikeforge.experiments.config import load_config
     from spikeforge.experiments.runner import train_run
 
-    config = load_config(None, {"train.method": "eprop", "train.eprop_update": "step",
-                                "train.eprop_update_every": 10, "train.epochs": 15})
+    recipe = Path(__file__).resolve().parents[1] / "configs" / "digits_eprop.yaml"
+    config = load_config(recipe, {"train.eprop_update": "step", "train.eprop_update_every": 5,
+                                  "train.epochs": 8})
     results = train_run(config, tmp_path / "run")
     assert results["test_accuracy"] >= 0.85

@@ -88,7 +88,7 @@ def eprop_gradients(hidden: NeuronArrays, readout: NeuronArrays, events: Events,
     check_populations(hidden, readout)
     dtype = hidden.table.dtype
     n_batch, n_out, n_steps = events.n_batch, hidden.size, events.n_steps
-    window = n_steps if update_every is None else max(1, min(int(update_every), n_steps))
+    window = max(1, n_steps if update_every is None else min(int(update_every), n_steps))
     if window < n_steps and apply is None:
         raise SpikeforgeError("e-prop per-step updates need a weight update between "
                               "windows; pass apply")
@@ -96,7 +96,7 @@ def eprop_gradients(hidden: NeuronArrays, readout: NeuronArrays, events: Events,
     n_chunks = max(1, min(n_batch, n_chunks or numba.get_num_threads()))
     n_classes = w_out.shape[1]
     n_pre = n_in + (0 if w_rec is None else n_out)
-    n_slots = n_chunks if window == n_steps else n_batch
+    n_slots = n_chunks if window >= n_steps else n_batch
     hidden_state = np.zeros((n_slots, 5, n_out), dtype=dtype)
     readout_state = np.zeros((n_slots, 2, n_classes), dtype=dtype)
     trace_state = np.zeros((n_slots, 6, n_pre, n_out), dtype=dtype)

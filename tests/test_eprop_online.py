@@ -162,3 +162,16 @@ def test_online_eprop_learns_digits(tmp_path):
                                   "train.epochs": 8})
     results = train_run(config, tmp_path / "run")
     assert results["test_accuracy"] >= 0.85
+
+
+def test_a_batch_without_time_steps_is_refused():
+    from spikeforge.engine.eprop_api import eprop_gradients
+    from spikeforge.errors import SpikeforgeError
+    from spikeforge.events import Events
+
+    hidden = NeuronArrays.from_params(LIFParams(), 4, DT, np.float64)
+    readout = NeuronArrays.from_params(READOUT, 3, DT, np.float64)
+    with pytest.raises(SpikeforgeError, match="2 samples of 0 steps"):
+        eprop_gradients(hidden, readout, Events.from_dense(np.zeros((2, 0, 5))),
+                        np.ones((5, 4)), None, np.ones((4, 3)), np.array([0, 1]),
+                        update_every=3, apply=lambda grads: None)

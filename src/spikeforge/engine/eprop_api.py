@@ -88,6 +88,9 @@ def eprop_gradients(hidden: NeuronArrays, readout: NeuronArrays, events: Events,
     check_populations(hidden, readout)
     dtype = hidden.table.dtype
     n_batch, n_out, n_steps = events.n_batch, hidden.size, events.n_steps
+    if n_steps < 1 or n_batch < 1:
+        raise SpikeforgeError(f"e-prop needs at least one sample of at least one time step; "
+                              f"got {n_batch} samples of {n_steps} steps")
     window = max(1, n_steps if update_every is None else min(int(update_every), n_steps))
     if window < n_steps and apply is None:
         raise SpikeforgeError("e-prop per-step updates need a weight update between "

@@ -6,15 +6,20 @@ digits "zero".."nine" (labels 0-9) and the German "null".."neun" (labels 10-19),
 by synthetic speakers and turned into spike trains by ``spikeforge.data.cochlea`` (a
 gammatone / hair-cell / bushy-cell front end, 700 channels by default).
 
-A *speaker* is a fixed identity: an English accent voice of espeak-ng (German uses the
-``de`` voice), one voice variant (+m1..+m8, +f1..+f5, +croak, +klatt..., shared by both
-languages), a base pitch (espeak-ng ``-p``), a base speaking rate (``-s``, words per
-minute), a base level and a vocal-tract scale: the speech is resampled so that every
-frequency (formants and pitch) is multiplied by ``formant_scale`` in U[0.85, 1.15] (a
-shorter or longer vocal tract, as between speakers of different size). Every utterance
-varies around its speaker: rate x U[0.85, 1.15], pitch +- 8, level +- 4 dB,
-vocal-tract scale x U[0.97, 1.03], white noise at 15-35 dB SNR, 20-200 ms of leading
-silence; each sample lasts at most ``--max-duration`` (1 s).
+A *speaker* is a fixed identity: an English voice of espeak-ng (a native accent, or
+Afrikaans / Dutch letter-to-sound rules for a foreign one; German uses the ``de`` voice),
+one voice variant (+m1.., +f1.., +croak, +klatt.., shared by both languages), a base
+pitch (espeak-ng ``-p`` 5-95), a base speaking rate (``-s`` 110-220 words per minute), a
+base level (+-5 dB), a vocal-tract scale (the speech is resampled so that every
+frequency, formants and pitch, is multiplied by 0.85-1.18, as between speakers of
+different size), a microphone (spectral tilt +-3 dB per octave around 1 kHz, 2nd-order
+high-pass at 50-400 Hz and low-pass at 4-9 kHz) and a background-noise colour (white to
+pink). Test speakers take their accents (Scottish, Caribbean, New York English) and
+variants from pools that no training speaker uses. Every utterance varies around its
+speaker: rate x U[0.8, 1.25] (time stretch), pitch +-10, level +-4 dB, vocal-tract scale
+x U[0.96, 1.04], tilt +-1 dB per octave, background noise at 10-30 dB SNR, and its onset
+anywhere in the first 0-300 ms (speech in SHD is not aligned either); each sample lasts
+at most ``--max-duration`` (1 s). The ranges are the fields of :class:`Variation`.
 
 The training speakers and the test speakers are disjoint (``--train-speakers``,
 ``--test-speakers``): the test file measures accuracy on unseen voices. Every speaker
@@ -59,20 +64,62 @@ from spikeforge.errors import SpikeforgeError
 ENGLISH = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 GERMAN = ("null", "eins", "zwei", "drei", "vier", "fünf", "sechs", "sieben", "acht", "neun")
 KEYS = ENGLISH + GERMAN
-ACCENTS = ("en-gb", "en-us", "en-gb-scotland", "en-gb-x-rp", "en-gb-x-gbclan",
-           "en-gb-x-gbcwmd", "en-029", "en-us-nyc")
-VARIANTS = ("m1", "m2", "m3", "m4", "m5", "m6", "m7", "m8", "f1", "f2", "f3", "f4", "f5",
-            "croak", "klatt", "klatt2", "klatt3", "klatt4", "linda", "steph", "andy",
-            "grandpa", "aunty")
+ACCENTS = ("en-gb", "en-us", "en-gb-x-rp", "en-gb-x-gbclan", "en-gb-x-gbcwmd", "af", "nl")
+"""espeak-ng voices that read the English words of training speakers (native accents, and
+Afrikaans and Dutch letter-to-sound rules for foreign accents)."""
+TEST_ACCENTS = ("en-gb-scotland", "en-029", "en-us-nyc")
+"""Voices that read the English words of test speakers only: English accents absent from
+training."""
+VARIANTS = ("m1", "m2", "m6", "m4", "m5", "m7", "f1", "f2", "f3", "f5", "croak", "klatt",
+            "klatt2", "klatt3", "linda", "steph", "andy", "grandpa", "aunty")
+"""Voice variants (glottal source, formant offsets) of training speakers."""
+TEST_VARIANTS = ("m8", "m3", "f4", "klatt4", "edward", "belinda")
+"""Voice variants of test speakers only."""
 LEVEL_RMS = 0.05
 """Nominal RMS of an utterance's speech (waveform units, 1.0 = full scale)."""
 FILES = ("shd_train.h5", "shd_test.h5", "spoken_digits.json")
 
 
 @dataclass(frozen=True)
+class Variation:
+    """Ranges of the random variation (uniform unless stated; per speaker, then per
+    utterance around its speaker). Units in the names; scales are frequency factors."""
+
+    pitch: tuple[int, int] = (5, 95)
+    """Speaker base pitch, espeak-ng ``-p`` 0-99."""
+    pitch_jitter: int = 10
+    """Utterance pitch offset, +- this."""
+    rate_wpm: tuple[int, int] = (110, 220)
+    """Speaker base speaking rate, words per minute."""
+    rate_jitter: tuple[float, float] = (0.8, 1.25)
+    """Utterance rate factor (time stretch)."""
+    formant_scale: tuple[float, float] = (0.85, 1.18)
+    """Speaker vocal-tract scale: every frequency multiplied by this."""
+    formant_jitter: float = 0.04
+    """Utterance vocal-tract factor, 1 +- this."""
+    level_db: float = 5.0
+    """Speaker level, +- this (dB)."""
+    level_jitter_db: float = 4.0
+    """Utterance level, +- this (dB)."""
+    tilt_db_per_octave: float = 3.0
+    """Speaker microphone spectral tilt around 1 kHz, +- this (dB per octave)."""
+    tilt_jitter_db_per_octave: float = 1.0
+    """Utterance tilt offset, +- this (dB per octave)."""
+    highpass_hz: tuple[float, float] = (50.0, 400.0)
+    """Speaker microphone 2nd-order high-pass corner (log-uniform), Hz."""
+    lowpass_hz: tuple[float, float] = (4000.0, 9000.0)
+    """Speaker microphone 2nd-order low-pass corner (log-uniform), Hz."""
+    snr_db: tuple[float, float] = (10.0, 30.0)
+    """Utterance background-noise SNR (speech RMS over noise RMS), dB."""
+    lead_s: tuple[float, float] = (0.0, 0.3)
+    """Utterance leading silence, s (less when the speech would not fit the window)."""
+
+
+@dataclass(frozen=True)
 class Speaker:
     """One synthetic speaker: espeak-ng voices, base pitch (0-99), rate (wpm), level (dB),
-    vocal-tract scale (frequency factor)."""
+    vocal-tract scale (frequency factor), microphone (tilt dB/octave, high-pass and
+    low-pass corners Hz) and background noise colour (0 white .. 1 pink)."""
 
     id: int
     english: str
@@ -81,6 +128,10 @@ class Speaker:
     rate_wpm: int
     level_db: float
     formant_scale: float
+    tilt_db_per_octave: float
+    highpass_hz: float
+    lowpass_hz: float
+    noise_colour: float
     split: str
 
 
@@ -94,22 +145,42 @@ class Job:
     seed: int
     max_duration_s: float
     n_channels: int
+    variation: Variation = Variation()
 
 
-def make_speakers(n_train: int, n_test: int, seed: int) -> list[Speaker]:
-    """Distinct speaker identities (seeded); the last ``n_test`` are the test speakers."""
+def _log_uniform(rng: np.random.Generator, bounds: tuple[float, float]) -> float:
+    return float(np.exp(rng.uniform(np.log(bounds[0]), np.log(bounds[1]))))
+
+
+def make_speakers(n_train: int, n_test: int, seed: int,
+                  variation: Variation = Variation()) -> list[Speaker]:
+    """Distinct speaker identities (seeded); the last ``n_test`` are the test speakers.
+
+    Training speakers take their English voice from ``ACCENTS`` and their variant from
+    ``VARIANTS``; test speakers from ``TEST_ACCENTS`` and ``TEST_VARIANTS``, so unseen
+    speakers also have unseen accents and voice qualities."""
     rng = np.random.default_rng([seed, 101])
-    n = n_train + n_test
-    variants = rng.permutation(np.resize(rng.permutation(VARIANTS), n))
-    accents = np.resize(rng.permutation(ACCENTS), n)
+    v = variation
+    pools = {"train": (ACCENTS, VARIANTS, n_train),
+             "test": (TEST_ACCENTS, TEST_VARIANTS, n_test)}
+    voices = {split: (np.resize(rng.permutation(accents), n),
+                      rng.permutation(np.resize(rng.permutation(variants), n)))
+              for split, (accents, variants, n) in pools.items()}
     speakers = []
-    for i in range(n):
+    for i in range(n_train + n_test):
+        split, k = ("train", i) if i < n_train else ("test", i - n_train)
         speakers.append(Speaker(
-            id=i, english=str(accents[i]), variant=str(variants[i]),
-            pitch=int(rng.integers(20, 81)), rate_wpm=int(rng.integers(130, 186)),
-            level_db=float(np.round(rng.uniform(-3.0, 3.0), 2)),
-            formant_scale=float(np.round(rng.uniform(0.85, 1.15), 3)),
-            split="train" if i < n_train else "test"))
+            id=i, english=str(voices[split][0][k]), variant=str(voices[split][1][k]),
+            pitch=int(rng.integers(v.pitch[0], v.pitch[1] + 1)),
+            rate_wpm=int(rng.integers(v.rate_wpm[0], v.rate_wpm[1] + 1)),
+            level_db=float(np.round(rng.uniform(-v.level_db, v.level_db), 2)),
+            formant_scale=float(np.round(rng.uniform(*v.formant_scale), 3)),
+            tilt_db_per_octave=float(np.round(rng.uniform(-v.tilt_db_per_octave,
+                                                          v.tilt_db_per_octave), 2)),
+            highpass_hz=round(_log_uniform(rng, v.highpass_hz), 1),
+            lowpass_hz=round(_log_uniform(rng, v.lowpass_hz), 1),
+            noise_colour=float(np.round(rng.uniform(0.0, 1.0), 2)),
+            split=split))
     return speakers
 
 
@@ -152,32 +223,59 @@ def scale_frequencies(x: np.ndarray, factor: float) -> np.ndarray:
     return np.fft.irfft(spectrum[:keep], n_out) * (n_out / x.size)
 
 
+def microphone(x: np.ndarray, fs: int, tilt_db_per_octave: float, highpass_hz: float,
+               lowpass_hz: float) -> np.ndarray:
+    """``x`` through a microphone/channel response (FFT, zero phase): a spectral tilt of
+    ``tilt_db_per_octave`` dB per octave around 1 kHz times 2nd-order Butterworth
+    high-pass and low-pass magnitudes at the corners (Hz)."""
+    f = np.fft.rfftfreq(x.size, 1.0 / fs)
+    f_safe = np.maximum(f, 1.0)
+    gain = 10 ** (tilt_db_per_octave * np.log2(f_safe / 1000.0) / 20)
+    gain = gain / np.sqrt(1 + (highpass_hz / f_safe) ** 4) / np.sqrt(1 + (f / lowpass_hz) ** 4)
+    gain[0] = 0.0
+    return np.fft.irfft(np.fft.rfft(x) * gain, x.size)
+
+
+def background(rng: np.random.Generator, n: int, colour: float) -> np.ndarray:
+    """Unit-RMS noise [n]: a mix of white (``colour`` 0) and pink 1/f (``colour`` 1)."""
+    white = rng.normal(0.0, 1.0, n)
+    spectrum = np.fft.rfft(rng.normal(0.0, 1.0, n))
+    spectrum /= np.sqrt(np.maximum(np.arange(spectrum.size), 1.0))
+    pink = np.fft.irfft(spectrum, n)
+    pink /= max(float(np.sqrt(np.mean(pink**2))), 1e-12)
+    noise = np.sqrt(1.0 - colour) * white + np.sqrt(colour) * pink
+    return noise / max(float(np.sqrt(np.mean(noise**2))), 1e-12)
+
+
 def utterance(job: Job) -> tuple[np.ndarray, int, float]:
-    """The waveform of one utterance (speaker jitter, level, noise, silence):
-    (float64 [S], sample rate Hz, seconds of speech before any cut)."""
+    """The waveform of one utterance (speaker jitter, level, position, noise,
+    microphone): (float64 [S], sample rate Hz, seconds of speech before any cut)."""
     rng = np.random.default_rng([job.seed, job.index, 1])
-    sp = job.speaker
-    rate = int(round(sp.rate_wpm * rng.uniform(0.85, 1.15)))
-    pitch = int(np.clip(sp.pitch + rng.integers(-8, 9), 0, 99))
+    sp, v = job.speaker, job.variation
+    rate = int(round(sp.rate_wpm * rng.uniform(*v.rate_jitter)))
+    pitch = int(np.clip(sp.pitch + rng.integers(-v.pitch_jitter, v.pitch_jitter + 1), 0, 99))
     if job.label < 10:
         voice, word = f"{sp.english}+{sp.variant}", ENGLISH[job.label]
     else:
         voice, word = f"de+{sp.variant}", GERMAN[job.label - 10]
-    speech, fs = espeak(voice, rate, pitch, word)
-    speech = scale_frequencies(trim_silence(speech, fs),
-                               sp.formant_scale * rng.uniform(0.97, 1.03))
+    speech, fs = espeak(voice, max(80, rate), pitch, word)
+    speech = scale_frequencies(trim_silence(speech, fs), sp.formant_scale * rng.uniform(
+        1.0 - v.formant_jitter, 1.0 + v.formant_jitter))
     spoken_s = speech.size / fs
-    level = LEVEL_RMS * 10 ** ((sp.level_db + rng.uniform(-4.0, 4.0)) / 20)
+    level = LEVEL_RMS * 10 ** ((sp.level_db + rng.uniform(-v.level_jitter_db,
+                                                          v.level_jitter_db)) / 20)
     speech = speech * (level / max(float(np.sqrt(np.mean(speech**2))), 1e-12))
     total = int(job.max_duration_s * fs)
-    lead = int(rng.uniform(0.02, 0.2) * fs)
+    lead = int(rng.uniform(*v.lead_s) * fs)
     lead = max(0, min(lead, total - speech.size))
     x = np.zeros(total)
     piece = speech[: total - lead]
     x[lead : lead + piece.size] = piece
-    snr_db = rng.uniform(15.0, 35.0)
-    x += rng.normal(0.0, level * 10 ** (-snr_db / 20), total)
-    return x, fs, spoken_s
+    snr_db = rng.uniform(*v.snr_db)
+    x += level * 10 ** (-snr_db / 20) * background(rng, total, sp.noise_colour)
+    tilt = sp.tilt_db_per_octave + rng.uniform(-v.tilt_jitter_db_per_octave,
+                                               v.tilt_jitter_db_per_octave)
+    return microphone(x, fs, tilt, sp.highpass_hz, sp.lowpass_hz), fs, spoken_s
 
 
 def make_sample(job: Job) -> tuple[int, np.ndarray, np.ndarray, float]:
@@ -237,12 +335,12 @@ def _write_split(path: Path, split: str, jobs: list[Job], results: list,
 
 def generate(out: Path, train_speakers: int = 10, test_speakers: int = 2, repeats: int = 10,
              channels: int = 700, seed: int = 0, max_duration: float = 1.0, workers: int = 1,
-             quiet: bool = True) -> dict:
+             quiet: bool = True, variation: Variation = Variation()) -> dict:
     """Make the data set into ``out`` (see the module docstring); returns the summary
     written to ``spoken_digits.json``."""
     start = time.perf_counter()
-    speakers = make_speakers(train_speakers, test_speakers, seed)
-    jobs = [Job(i, sp, label, seed, max_duration, channels) for i, (sp, label, _) in
+    speakers = make_speakers(train_speakers, test_speakers, seed, variation)
+    jobs = [Job(i, sp, label, seed, max_duration, channels, variation) for i, (sp, label, _) in
             enumerate((sp, label, r) for sp in speakers for label in range(len(KEYS))
                       for r in range(repeats))]
     results: list = [None] * len(jobs)
@@ -259,7 +357,8 @@ def generate(out: Path, train_speakers: int = 10, test_speakers: int = 2, repeat
     summary = {"format": "SHD HDF5 (spikeforge.data.shd)", "keys": list(KEYS),
                "settings": {"train_speakers": train_speakers, "test_speakers": test_speakers,
                             "repeats": repeats, "channels": channels, "seed": seed,
-                            "max_duration_s": max_duration, "level_rms": LEVEL_RMS},
+                            "max_duration_s": max_duration, "level_rms": LEVEL_RMS,
+                            "variation": asdict(variation)},
                "cochlea": asdict(CochleaParams(n_channels=channels)),
                "speakers": [asdict(sp) for sp in speakers], "splits": {}}
     order_rng = np.random.default_rng([seed, 202])

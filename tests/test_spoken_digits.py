@@ -6,6 +6,7 @@ it is missing, under CI (``CI=true``, where ``.ci/run`` installs it) they fail.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import shutil
 import sys
@@ -138,17 +139,58 @@ def test_each_label_is_spoken_as_its_word_by_its_speakers_voices(script, monkeyp
 
 def test_utterances_fit_the_window_and_vary(script, monkeypatch):
     speaker = script.make_speakers(2, 0, seed=0)[0]
-    monkeypatch.setattr(script, "espeak", lambda *a: (np.full(11025, 0.2), FS))  # 0.5 s
-    waves = [script.utterance(script.Job(i, speaker, 0, 0, 1.0, 8))[0] for i in range(4)]
+    clean = script.Variation(snr_db=(80.0, 80.0))  # the onset is then easy to find
+    sine = np.sin(2 * np.pi * 1000.0 * np.arange(11025) / FS) * 0.2  # 0.5 s
+    monkeypatch.setattr(script, "espeak", lambda *a: (sine, FS))
+    waves = [script.utterance(script.Job(i, speaker, 0, 0, 1.0, 8, clean))[0]
+             for i in range(8)]
     assert all(w.size == FS for w in waves)
     leads = [int(np.argmax(np.abs(w) > 0.5 * np.abs(w).max())) for w in waves]
-    assert len(set(leads)) == 4 and 0.02 * FS - 2 <= min(leads) <= max(leads) <= 0.2 * FS
+    assert len(set(leads)) == 8 and 0 <= min(leads) <= max(leads) <= 0.3 * FS + 30
+    assert max(leads) - min(leads) > 0.1 * FS  # onsets spread over the window
     levels = [np.sqrt(np.mean(w[lead : lead + 11025] ** 2))
               for w, lead in zip(waves, leads, strict=True)]
-    assert len({round(v, 4) for v in levels}) == 4  # level jitter
-    monkeypatch.setattr(script, "espeak", lambda *a: (np.full(30000, 0.2), FS))  # 1.36 s
+    assert len({round(v, 4) for v in levels}) == 8  # level jitter
+    monkeypatch.setattr(script, "espeak", lambda *a: (np.resize(sine, 30000), FS))  # 1.36 s
     long, _, spoken_s = script.utterance(script.Job(0, speaker, 0, 0, 1.0, 8))
-    assert long.size == FS and spoken_s > 1.1  # cut to the window
+    assert long.size == FS and spoken_s > 1.0  # cut to the window
+
+
+def test_noise_is_at_the_drawn_snr_and_coloured_by_the_speaker(script, monkeypatch):
+    monkeypatch.setattr(script, "espeak", lambda *a: (np.zeros(4000), FS))
+    speaker = script.make_speakers(1, 0, seed=0)[0]
+    flat = dataclasses.replace(speaker, tilt_db_per_octave=0.0, highpass_hz=1.0,
+                               lowpass_hz=1e6)
+    variation = script.Variation(snr_db=(10.0, 10.0), tilt_jitter_db_per_octave=0.0,
+                                 level_jitter_db=0.0)
+    x, _, _ = script.utterance(script.Job(0, flat, 0, 0, 1.0, 8, variation))
+    level = script.LEVEL_RMS * 10 ** (flat.level_db / 20)  # silent speech: noise alone
+    assert np.sqrt(np.mean(x**2)) == pytest.approx(level * 10 ** (-10 / 20), rel=0.05)
+    rng = np.random.default_rng(0)
+    for colour, low_over_high in ((0.0, (0.5, 2.0)), (1.0, (20.0, np.inf))):
+        noise = script.background(rng, FS, colour)
+        assert np.sqrt(np.mean(noise**2)) == pytest.approx(1.0)
+        power = np.abs(np.fft.rfft(noise)) ** 2
+        freqs = np.fft.rfftfreq(FS, 1 / FS)
+        ratio = power[(freqs > 100) & (freqs < 500)].mean() / power[freqs > 4000].mean()
+        assert low_over_high[0] < ratio < low_over_high[1], (colour, ratio)
+
+
+def test_microphone_tilt_and_band_edges(script):
+    t = np.arange(FS) / FS
+
+    def gain(freq_hz, **mic):
+        y = script.microphone(np.sin(2 * np.pi * freq_hz * t), FS, **mic)
+        return np.sqrt(2 * np.mean(y**2))
+
+    flat = {"tilt_db_per_octave": 0.0, "highpass_hz": 1.0, "lowpass_hz": 1e6}
+    assert gain(1000.0, **flat) == pytest.approx(1.0, rel=1e-3)
+    tilted = {**flat, "tilt_db_per_octave": 6.0}
+    assert gain(2000.0, **tilted) / gain(1000.0, **tilted) == pytest.approx(
+        10 ** (6 / 20), rel=1e-3)
+    assert gain(3000.0, **{**flat, "lowpass_hz": 3000.0}) == pytest.approx(2**-0.5, rel=1e-3)
+    assert gain(200.0, **{**flat, "highpass_hz": 200.0}) == pytest.approx(2**-0.5, rel=1e-3)
+    assert gain(50.0, **{**flat, "highpass_hz": 400.0}) < 0.02
 
 
 def test_vocal_tract_scaling_moves_every_frequency(script):
@@ -172,6 +214,23 @@ def test_speakers_are_distinct_and_seeded(script):
     identities = {(s.english, s.variant, s.pitch, s.rate_wpm) for s in speakers}
     assert len(identities) == 13
     assert [s.split for s in speakers] == ["train"] * 10 + ["test"] * 3
+
+
+def test_test_speakers_have_accents_and_voices_absent_from_training(script):
+    assert not set(script.ACCENTS) & set(script.TEST_ACCENTS)
+    assert not set(script.VARIANTS) & set(script.TEST_VARIANTS)
+    speakers = script.make_speakers(12, 4, seed=1)
+    train = [s for s in speakers if s.split == "train"]
+    test = [s for s in speakers if s.split == "test"]
+    assert {s.english for s in train} <= set(script.ACCENTS)
+    assert {s.english for s in test} == set(script.TEST_ACCENTS)  # 4 speakers, 4 accents
+    assert {s.variant for s in test} <= set(script.TEST_VARIANTS)
+    assert len({s.variant for s in train}) == 12
+    v = script.Variation()
+    for s in speakers:
+        assert v.formant_scale[0] <= s.formant_scale <= v.formant_scale[1]
+        assert v.rate_wpm[0] <= s.rate_wpm <= v.rate_wpm[1]
+        assert v.lowpass_hz[0] <= s.lowpass_hz <= v.lowpass_hz[1]
 
 
 def test_missing_espeak_and_bad_counts_are_one_line_errors(script, tmp_path, monkeypatch,

@@ -60,7 +60,7 @@ def _env(tmp: Path, fault: str | None = None, log: Path | None = None) -> dict[s
     env = {k: v for k, v in os.environ.items() if not k.startswith("SPIKEFORGE_FAULT")}
     if fault:
         env[fi.FAULT_AT_ENV] = fault
-        env["SPIKEFORGE_FAULT_COUNTS"] = str(tmp / f"counts-{time.monotonic_ns()}")
+        env[fi.FAULT_COUNTS_ENV] = str(tmp / f"counts-{time.monotonic_ns()}")
     if log:
         env[fi.FAULT_LOG_ENV] = str(log)
     return env
@@ -188,9 +188,26 @@ NESTED = {"cv": "checkpoint.pt:written:1", "sweep": "checkpoint.pt:written:1"}
 the run-folder points is killed in ``train``'s matrix; the code is the same)."""
 
 
+KNOWN_FAILURES = {
+    **{f"sweep-{name}:written:1": pytest.mark.xfail(strict=True, reason=(
+        "the sweep folder keeps a killed writer's temporary file (results are the same; "
+        "nothing in sweep.py removes stale temporaries)"))
+       for name in (".sweep.json.new", "base_config.yaml", "summary.json")},
+    "sweep-study.db:before-commit:12": pytest.mark.xfail(strict=False, reason=(
+        "after a kill before the store's 12th commit (on a loaded 2-core machine; heartbeats "
+        "shift which transaction that is) the rerun's summary.json has best_params {}; "
+        "likely a trial created but killed before its parameters were stored, then adopted "
+        "and run without them")),
+}
+"""Cases that fail today, each with what goes wrong (found by this matrix, 2026-12-02)."""
+
+
 def _matrix() -> list:
     def case(kind: str, fault: str):
-        return pytest.param(kind, fault, marks=pytest.mark.slow, id=f"{kind}-{fault}")
+        marks = [pytest.mark.slow]
+        if f"{kind}-{fault}" in KNOWN_FAILURES:
+            marks.append(KNOWN_FAILURES[f"{kind}-{fault}"])
+        return pytest.param(kind, fault, marks=marks, id=f"{kind}-{fault}")
 
     cases = [case("train", f"{label}:{n}") for label, hits in TRAIN_HITS.items()
              for n in range(1, hits + 1)]
@@ -271,7 +288,7 @@ def test_fault_point_is_inert_without_the_environment(tmp_path, monkeypatch):
 
 def test_fault_log_and_counting(tmp_path, monkeypatch):
     log, counts = tmp_path / "log", tmp_path / "counts"
-    env = {fi.FAULT_LOG_ENV: str(log), "SPIKEFORGE_FAULT_COUNTS": str(counts),
+    env = {fi.FAULT_LOG_ENV: str(log), fi.FAULT_COUNTS_ENV: str(counts),
            fi.FAULT_AT_ENV: "model.pt:renamed:3"}
     killed = []
     monkeypatch.setattr(fi.os, "kill", lambda pid, sig: killed.append((pid, sig)))

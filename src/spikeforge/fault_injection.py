@@ -9,6 +9,9 @@ one comparison with ``None`` (no environment, file or clock access).
     default 1). Hits are counted over the whole command, its spawned local workers
     included (they share a counter file), so with one worker the ``n``-th hit is the same
     write in every run of the same command.
+``SPIKEFORGE_FAULT_COUNTS=<path>`` (optional)
+    The hit counter file; without it the command's first process creates one in the
+    temporary folder (left there, as the command is killed).
 ``SPIKEFORGE_FAULT_LOG=<path>``
     Every hit is appended to ``path`` as one line ``label``; with no fault set this
     records which write points a command passes, in order.
@@ -37,7 +40,7 @@ from spikeforge.errors import SpikeforgeError
 FAULT_AT_ENV = "SPIKEFORGE_FAULT_AT"
 FAULT_LOG_ENV = "SPIKEFORGE_FAULT_LOG"
 _ROOT_ENV = "SPIKEFORGE_FAULT_ROOT_PID"
-_COUNTS_ENV = "SPIKEFORGE_FAULT_COUNTS"
+FAULT_COUNTS_ENV = "SPIKEFORGE_FAULT_COUNTS"
 
 PHASES = ("written", "renamed")
 """The two points of every atomic write: before and after its rename."""
@@ -92,7 +95,8 @@ WRITE_POINTS: tuple[str, ...] = (
 CONDITIONAL_POINTS: frozenset[str] = frozenset(
     f"{name}:{phase}" for name in ATOMIC_FILES for phase in PHASES
     if "(only" in ATOMIC_FILES[name])
-"""Write points a run on ``digits`` without delays and without failures does not pass."""
+"""Write points passed only by delay models, datasets with speakers, STDP training or a
+failed CV attempt (none of them by the tiny digits runs of the fault-injection tests)."""
 
 
 class _State:
@@ -138,11 +142,11 @@ def configure(environ: dict[str, str] | None = None) -> None:
         return
     counts = None
     if label is not None:
-        if not env.get(_COUNTS_ENV):
+        if not env.get(FAULT_COUNTS_ENV):
             fd, name = tempfile.mkstemp(prefix="spikeforge-fault-counts-")
             os.close(fd)
-            env[_COUNTS_ENV] = name
-        counts = Path(env[_COUNTS_ENV])
+            env[FAULT_COUNTS_ENV] = name
+        counts = Path(env[FAULT_COUNTS_ENV])
     if not env.get(_ROOT_ENV):
         env[_ROOT_ENV] = str(os.getpid())
     _STATE = _State(label, nth, Path(log) if log else None, counts, int(env[_ROOT_ENV]))

@@ -161,6 +161,26 @@ def test_sweep_retries_failed_trials_and_resumes_without_duplicates(tmp_path):
     assert more["n_trials"] == 4 and more["n_complete"] == 4
 
 
+def test_grid_sweep_over_the_whole_grid_and_a_resumed_random_sweep(tmp_path):
+    """The grid sampler finishes its grid without Optuna's study.stop() traceback; a
+    resumed random sweep draws new values instead of repeating the first trials'."""
+    grid_space = tmp_path / "grid.yaml"
+    grid_space.write_text("train.lr: {choices: [0.001, 0.01]}\n")
+    summary = run_sweep(None, grid_space, tmp_path / "grid", trials=2, sampler="grid",
+                        workers=1, pruner="none", task=fake_objective)
+    assert summary["n_complete"] == 2
+    study, _ = load_sweep(tmp_path / "grid")
+    assert sorted(r["params"]["train.lr"] for r in trial_table(study)) == [0.001, 0.01]
+    space, out = _space_file(tmp_path), tmp_path / "random"
+    run_sweep(None, space, out, trials=2, sampler="random", workers=1, pruner="none",
+              task=fake_objective)
+    run_sweep(None, space, out, trials=4, sampler="random", workers=1, pruner="none",
+              task=fake_objective)
+    study, _ = load_sweep(out)
+    lrs = [r["params"]["train.lr"] for r in sorted(trial_table(study), key=lambda r: r["number"])]
+    assert len(set(lrs)) == 4, lrs
+
+
 def test_trial_failing_every_retry_is_recorded_as_failed(tmp_path):
     out = tmp_path / "sweep"
     summary = run_sweep(None, _space_file(tmp_path), out, trials=1, sampler="random",

@@ -138,7 +138,16 @@ def open_storage(url: str):
 def _sampler(name: str, space: SearchSpace, seed: int):
     optuna = require_optuna()
     if name == "grid":
-        return optuna.samplers.GridSampler(space.grid(), seed=seed)
+
+        class AskTellGridSampler(optuna.samplers.GridSampler):
+            """Optuna's grid sampler without the ``study.stop()`` it calls once the grid
+            is exhausted (valid only inside ``study.optimize``; the coordinator asks for
+            at most the grid's size itself)."""
+
+            def after_trial(self, study, trial, state, values) -> None:
+                return None
+
+        return AskTellGridSampler(space.grid(), seed=seed)
     if name == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     if name == "tpe":
@@ -373,6 +382,11 @@ def run_sweep(
             storage=open_storage(url), study_name=plan.study_name, direction="maximize",
             sampler=_sampler(sampler, space, seed), pruner=_pruner(pruner), load_if_exists=True)
         study.set_user_attr("space", tree)  # decodes list choices in summaries and reports
+        # a resumed sweep continues the sampler's random stream instead of restarting it
+        # (a restarted stream repeats the first trials' values)
+        done = len(study.get_trials(deepcopy=False))
+        if done:
+            study.sampler = _sampler(sampler, space, seed + done)
         _coordinate(study, space, plan, out, target, pool, max_retries, console,
                     task or run_trial)
     finally:

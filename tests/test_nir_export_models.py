@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from export_helpers import delayed_model, random_events, small_model
+from spikeforge.errors import SpikeforgeError
 from spikeforge.export import read_nir, to_nir, write_nir
 from spikeforge.export.agreement import spikeforge_output
 from spikeforge.export.network_io import LoadedModel
@@ -214,3 +215,40 @@ def test_fine_grid_nir_equations_agree_with_spikeforge(case):
     b = np.concatenate([c.ravel() for c in ref.counts.values()])
     assert a.sum() > 500
     assert np.corrcoef(a, b)[0, 1] >= 0.95
+
+
+def _adlif(learn: bool = False):
+    from spikeforge.neurons import AdLIFParams
+
+    return _model([LayerSpec(10, AdLIFParams(20.0, 5.0, 1.0, tau_adapt=80.0, a=0.4, b=0.3,
+                                             learn_adaptation=learn),
+                             weight_mean=1.5, recurrent=True),
+                   LayerSpec(4, LIFParams(15.0, 4.0, spiking=False), weight_mean=0.3)])
+
+
+def test_adlif_round_trip_is_exact_through_its_extension(tmp_path):
+    """adLIF is written as a CubaLIF with its adaptation current in the documented
+    ``spikeforge.extension`` metadata and read back as the same adLIF layer."""
+    model = _adlif()
+    path = tmp_path / "adlif.nir"
+    write_nir(model, path)
+    node = nir.read(path).nodes["lif0"]
+    assert type(node).__name__ == "CubaLIF"
+    assert "tau_adapt dw/dt = a v - w" in node.metadata["spikeforge.extension"]
+    back = read_nir(path)
+    assert back.network.spec == model.network.spec
+    events = random_events(n_batch=3, n_steps=60, n_units=12, p=0.1)
+    ours, theirs = spikeforge_output(model, events), spikeforge_output(back, events)
+    assert ours.counts[0].sum() > 50
+    np.testing.assert_array_equal(ours.counts[0], theirs.counts[0])
+    np.testing.assert_array_equal(ours.readout, theirs.readout)
+    # the adaptation matters: the same node read as a plain CubaLIF fires differently
+    plain = LIFParams(20.0, 5.0, 1.0)
+    lif_model = _model([LayerSpec(10, plain, weight_mean=1.5, recurrent=True),
+                        LayerSpec(4, LIFParams(15.0, 4.0, spiking=False), weight_mean=0.3)])
+    assert spikeforge_output(lif_model, events).counts[0].sum() > ours.counts[0].sum()
+
+
+def test_adlif_with_learned_adaptation_is_refused_naming_the_fix(tmp_path):
+    with pytest.raises(SpikeforgeError, match="learned per-neuron a, b, tau_w"):
+        write_nir(_adlif(learn=True), tmp_path / "x.nir")

@@ -77,7 +77,14 @@ from spikeforge.errors import SpikeforgeError
 from spikeforge.export.network_io import READOUTS, LoadedModel
 from spikeforge.model import LayerSpec, LIFParams, NetworkSpec
 from spikeforge.model.connectivity import ConvSpec, DelaySpec
-from spikeforge.neurons import MODELS, ALIFParams, CubaLIFParams, DeltaLIFParams, IFParams
+from spikeforge.neurons import (
+    MODELS,
+    AdLIFParams,
+    ALIFParams,
+    CubaLIFParams,
+    DeltaLIFParams,
+    IFParams,
+)
 from spikeforge.nn import build_network
 
 NEURONS = ("CubaLIF", "CubaLI", "LIF", "LI", "IF", "I")
@@ -569,9 +576,10 @@ def _hinted(params, node):
                                   threshold=(params.threshold,), spiking=params.spiking)
     elif cls is IFParams and type(params) is DeltaLIFParams:
         converted = IFParams(tau_mem=params.tau_mem, threshold=(params.threshold,))
-    elif cls is ALIFParams and type(params) is LIFParams:
-        converted = ALIFParams(params.tau_mem, params.tau_syn, params.threshold,
-                               params.spiking, tau_adapt=hint.tau_adapt, beta=hint.beta)
+    elif cls in (ALIFParams, AdLIFParams) and type(params) is LIFParams:
+        # the extension's adaptation values from the metadata, the rest from the node
+        converted = replace(hint, tau_mem=params.tau_mem, tau_syn=params.tau_syn,
+                            threshold=params.threshold, spiking=params.spiking)
     if type(converted) is not cls:
         return params
     per_neuron = [f for f in ("tau_mem", "tau_syn") if getattr(converted, f"{f}_per_neuron", ())]

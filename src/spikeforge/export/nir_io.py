@@ -68,7 +68,7 @@ from spikeforge.export.nir_import import from_nir, read_nir  # the importer, re-
 from spikeforge.neurons import cuba_lif, if_, lif, model_of
 from spikeforge.nn import SpikingNetwork
 
-NIR_EXTENSIONS = ("alif",)
+NIR_EXTENSIONS = ("alif", "adlif")
 """Neuron models written as a standard NIR node plus spikeforge metadata (module docstring)."""
 
 _INPUT_BIAS = {"cuba_lif": cuba_lif.nir_input_bias, "if": if_.nir_input_bias}
@@ -76,6 +76,11 @@ _INPUT_BIAS = {"cuba_lif": cuba_lif.nir_input_bias, "if": if_.nir_input_bias}
 
 ALIF_EXTENSION = ("spikeforge ALIF: tau_adapt dA/dt = -A (ms), A += 1 per spike, spike when "
                   "v > v_threshold + beta A; v and I as in this CubaLIF")
+ADLIF_EXTENSION = ("spikeforge adLIF: tau_mem dv/dt = -v + I - w and tau_adapt dw/dt = a v - w "
+                   "(ms), w += b per spike; I, the threshold and the reset as in this CubaLIF "
+                   "(a NIR reader without the extension simulates it without w)")
+EXTENSION_TEXT = {"alif": ALIF_EXTENSION, "adlif": ADLIF_EXTENSION}
+"""The ``spikeforge.extension`` metadata text of each model in :data:`NIR_EXTENSIONS`."""
 
 
 def _nir():
@@ -94,7 +99,12 @@ def _neuron_node(params, size: int, shape: tuple[int, ...], layer_spec, layer, n
     """The layer's NIR neuron node (parameters shaped ``shape``) with spikeforge's
     metadata."""
     model = model_of(params)
-    if model.name == "alif":
+    if model.name in NIR_EXTENSIONS:
+        if getattr(params, "learn_adaptation", False):
+            raise SpikeforgeError(
+                "NIR export: an adLIF layer with learned per-neuron a, b, tau_w "
+                "(model.adlif_learn) has no NIR form yet; export a model trained with "
+                "fixed adaptation values")
         base = lif.nir_node(lif.LIFParams(params.tau_mem, params.tau_syn, params.threshold,
                                           params.spiking), size, nir)
     else:
@@ -121,8 +131,8 @@ def _neuron_node(params, size: int, shape: tuple[int, ...], layer_spec, layer, n
             "train_tau": layer_spec.train_tau,
             "delays": None if delays is None else asdict(delays)}),
     }  # fmt: skip
-    if model.name == "alif":
-        metadata["spikeforge.extension"] = ALIF_EXTENSION
+    if model.name in EXTENSION_TEXT:
+        metadata["spikeforge.extension"] = EXTENSION_TEXT[model.name]
     for name, tensor in log_taus.items():
         if tensor is not None:
             metadata[f"spikeforge.log_{name}"] = _numpy(tensor)

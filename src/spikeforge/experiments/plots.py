@@ -27,16 +27,14 @@ def plot_learning_curves(metrics: list[dict[str, Any]], path: Path) -> None:
     """Loss and accuracy (train, validation) against epoch."""
     epochs = [m["epoch"] for m in metrics]
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
-    ax_loss.plot(epochs, [m["train_loss"] for m in metrics], label="train")
-    ax_loss.plot(epochs, [m["val_loss"] for m in metrics], label="validation")
+    line = {"marker": "o", "ms": 3}
+    ax_loss.plot(epochs, [m["train_loss"] for m in metrics], label="train", **line)
+    ax_loss.plot(epochs, [m["val_loss"] for m in metrics], label="validation", **line)
     ax_loss.set(xlabel="epoch", ylabel="loss", title="Loss")
-    ax_acc.plot(epochs, [m["train_accuracy"] for m in metrics], label="train")
-    ax_acc.plot(epochs, [m["val_accuracy"] for m in metrics], label="validation")
+    ax_acc.plot(epochs, [m["train_accuracy"] for m in metrics], label="train", **line)
+    ax_acc.plot(epochs, [m["val_accuracy"] for m in metrics], label="validation", **line)
     ax_acc.set(xlabel="epoch", ylabel="accuracy", title="Accuracy", ylim=(0, 1))
     for ax in (ax_loss, ax_acc):
-        for line in ax.get_lines():
-            line.set_marker("o")
-            line.set_markersize(3)
         integer_epoch_axis(ax, epochs)
         ax.legend()
         ax.grid(alpha=0.3)

@@ -26,6 +26,7 @@ import os
 import socket
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -526,29 +527,34 @@ def sweep_summary(study, out: Path) -> dict[str, Any]:
         return summary
     summary.update(best_trial=best.number, best_val_accuracy=best.value,
                    best_test_accuracy=best.user_attrs.get("test_accuracy"),
-                   best_params=decoded_params(study, best.params),
+                   best_params=param_decoder(study)(best.params),
                    best_run_dir=best.user_attrs.get("run_dir"))
     return summary
 
 
-def decoded_params(study, params: dict[str, Any]) -> dict[str, Any]:
-    """A trial's parameters as config values: list choices (``model.hidden``), which travel
-    through Optuna as JSON text, decoded back with the space stored with the study."""
+def param_decoder(study) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    """A function from a trial's parameters to config values: list choices
+    (``model.hidden``), which travel through Optuna as JSON text, decoded with the space
+    stored with the study (read once, for all of its trials)."""
     tree = study.user_attrs.get("space")
     if not isinstance(tree, dict):
-        return dict(params)
+        return dict
     space = stored_space(tree)
     known = {p.path for p in space.params}
-    return {**params, **space.overrides({k: v for k, v in params.items() if k in known})}
+
+    def decode(params: dict[str, Any]) -> dict[str, Any]:
+        return {**params, **space.overrides({k: v for k, v in params.items() if k in known})}
+
+    return decode
 
 
 def trial_table(study) -> list[dict[str, Any]]:
     """One row per trial: number, state, value, params, test accuracy, errors."""
-    rows = []
+    rows, decode = [], param_decoder(study)
     for t in study.get_trials(deepcopy=False):
         rows.append({
             "number": t.number, "state": t.state.name, "value": t.value,
-            "params": decoded_params(study, t.params),
+            "params": decode(t.params),
             "test_accuracy": t.user_attrs.get("test_accuracy"),
             "errors": t.user_attrs.get("errors", []), "run_dir": t.user_attrs.get("run_dir"),
             "placement": t.user_attrs.get("placement"),

@@ -188,18 +188,9 @@ NESTED = {"cv": "checkpoint.pt:written:1", "sweep": "checkpoint.pt:written:1"}
 the run-folder points is killed in ``train``'s matrix; the code is the same)."""
 
 
-KNOWN_FAILURES = {
-    **{f"sweep-{name}:written:1": pytest.mark.xfail(strict=True, reason=(
-        "the sweep folder keeps a killed writer's temporary file (results are the same; "
-        "nothing in sweep.py removes stale temporaries)"))
-       for name in (".sweep.json.new", "base_config.yaml", "summary.json")},
-    "sweep-study.db:before-commit:12": pytest.mark.xfail(strict=False, reason=(
-        "after a kill before the store's 12th commit (on a loaded 2-core machine; heartbeats "
-        "shift which transaction that is) the rerun's summary.json has best_params {}; "
-        "likely a trial created but killed before its parameters were stored, then adopted "
-        "and run without them")),
-}
-"""Cases that fail today, each with what goes wrong (found by this matrix, 2026-12-02)."""
+KNOWN_FAILURES: dict[str, pytest.MarkDecorator] = {}
+"""Cases that fail today, each with an ``xfail`` mark saying what goes wrong (none since
+2026-12-02: the sweep cleans stale temporaries and completes an adopted trial's parameters)."""
 
 
 def _matrix() -> list:

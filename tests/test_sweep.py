@@ -181,6 +181,40 @@ def test_grid_sweep_over_the_whole_grid_and_a_resumed_random_sweep(tmp_path):
     assert len(set(lrs)) == 4, lrs
 
 
+@pytest.mark.parametrize("sampler", ["random", "grid"])
+def test_adopted_trial_without_parameters_gets_them_before_it_runs(tmp_path, sampler):
+    """A coordinator killed inside ``study.ask`` leaves a RUNNING trial with no stored
+    parameters; the next coordinator samples them instead of training the base config."""
+    space = tmp_path / "space.yaml"
+    space.write_text("train.lr: {choices: [0.001, 0.01]}\n")
+    out = tmp_path / "sweep"
+    run_sweep(None, space, out, trials=1, sampler=sampler, workers=1, pruner="none",
+              task=fake_objective)
+    study, _ = load_sweep(out)
+    study.ask()  # what the killed coordinator stored: a trial, no parameters, no owner
+    summary = run_sweep(None, space, out, trials=2, sampler=sampler, workers=1,
+                        pruner="none", task=fake_objective)
+    assert summary["n_complete"] == 2
+    rows = sorted(trial_table(study), key=lambda r: r["number"])
+    assert [sorted(r["params"]) for r in rows] == [["train.lr"], ["train.lr"]]
+    if sampler == "grid":
+        assert sorted(r["params"]["train.lr"] for r in rows) == [0.001, 0.01]
+
+
+def test_resumed_sweep_removes_a_killed_writers_temporary_files(tmp_path):
+    out = tmp_path / "sweep"
+    run_sweep(None, _space_file(tmp_path), out, trials=1, sampler="random", pruner="none",
+              task=fake_objective)
+    stale = [out / ".summary.json.tmp-k1ll3d.json", out / ".base_config.yaml.tmp-x.yaml",
+             out / "..sweep.json.new.tmp-y.new"]
+    for path in stale:
+        path.write_text("half")
+    run_sweep(None, _space_file(tmp_path), out, trials=1, sampler="random", pruner="none",
+              task=fake_objective)
+    assert [p for p in stale if p.exists()] == []
+    assert json.loads((out / "summary.json").read_text())["n_complete"] == 1
+
+
 def test_trial_failing_every_retry_is_recorded_as_failed(tmp_path):
     out = tmp_path / "sweep"
     summary = run_sweep(None, _space_file(tmp_path), out, trials=1, sampler="random",

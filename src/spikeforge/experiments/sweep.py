@@ -42,7 +42,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from spikeforge.atomic import TEMP_MARK, atomic_path, write_text_atomic
+from spikeforge.atomic import TEMP_MARK, atomic_path, remove_stale_temps, write_text_atomic
 from spikeforge.errors import SpikeforgeError
 from spikeforge.experiments.config import RunConfig, dump_config, load_config, semantic_config
 from spikeforge.experiments.credentials import (
@@ -261,22 +261,25 @@ def _prepare_folder(out: Path, plan: SweepPlan, base: RunConfig) -> None:
             raise SpikeforgeError(f"output folder {out} exists but is not a sweep; choose "
                                   "another --out")
         out.mkdir(parents=True, exist_ok=True)
-        with atomic_path(out / f".{SWEEP_FILE}.new") as tmp:
-            tmp.write_text(json.dumps(record, indent=2) + "\n")
-            with contextlib.suppress(FileExistsError):
-                os.link(tmp, path)
-        (out / f".{SWEEP_FILE}.new").unlink(missing_ok=True)
-    existing = json.loads(path.read_text())
-    if not _same_sweep(existing, plan):
-        raise SpikeforgeError(
-            f"{out} holds a different sweep (config, space, sampler, pruner or seed "
-            "differ); use a new --out to start a new sweep"
-        )
-    # base_config.yaml follows sweep.json (the winner's config when several coordinators
-    # started at once; a leftover of a killed creation is replaced)
-    text = dump_config(RunConfig.model_validate(existing["config"]))
-    if not (out / BASE_CONFIG).is_file() or (out / BASE_CONFIG).read_text() != text:
-        write_text_atomic(out / BASE_CONFIG, text)
+    with FolderLock(out, "sweep", wait_s=STALE_S):  # every write to the folder's own files
+        remove_stale_temps(out)  # of a killed writer; live writers hold this lock
+        if not path.is_file():
+            with atomic_path(out / f".{SWEEP_FILE}.new") as tmp:
+                tmp.write_text(json.dumps(record, indent=2) + "\n")
+                with contextlib.suppress(FileExistsError):
+                    os.link(tmp, path)
+            (out / f".{SWEEP_FILE}.new").unlink(missing_ok=True)
+        existing = json.loads(path.read_text())
+        if not _same_sweep(existing, plan):
+            raise SpikeforgeError(
+                f"{out} holds a different sweep (config, space, sampler, pruner or seed "
+                "differ); use a new --out to start a new sweep"
+            )
+        # base_config.yaml follows sweep.json (the winner's config when several
+        # coordinators started at once; a leftover of a killed creation is replaced)
+        text = dump_config(RunConfig.model_validate(existing["config"]))
+        if not (out / BASE_CONFIG).is_file() or (out / BASE_CONFIG).read_text() != text:
+            write_text_atomic(out / BASE_CONFIG, text)
 
 
 class _Owner:
@@ -393,7 +396,8 @@ def run_sweep(
     finally:
         pool.close()
     summary = sweep_summary(study, out)
-    write_text_atomic(out / SUMMARY, json.dumps(summary, indent=2) + "\n")
+    with FolderLock(out, "sweep", wait_s=STALE_S):
+        write_text_atomic(out / SUMMARY, json.dumps(summary, indent=2) + "\n")
     return summary
 
 
@@ -410,6 +414,7 @@ def _coordinate(study, space: SearchSpace, plan: SweepPlan, out: Path, target: i
         queue = [optuna.trial.Trial(study, t._trial_id) for t in orphans]
         for trial in queue:  # claimed before the next coordinator looks
             trial.set_user_attr("owner", owner.name)
+            _suggest_missing(trial, space.distributions())
     if orphans:
         console.print(f"resuming {len(orphans)} unfinished trial(s): "
                       f"{', '.join(str(t.number) for t in orphans)}")
@@ -472,6 +477,22 @@ def _coordinate(study, space: SearchSpace, plan: SweepPlan, out: Path, target: i
                         console.print(f"[red]trial {trial.number} failed {len(errors)} times; "
                                       f"giving up: {errors[-1]}[/red]")
                 progress.update(bar, completed=min(finished(), target), best=_best_text(study))
+
+
+def _suggest_missing(trial, distributions: dict[str, Any]) -> None:
+    """Sample the parameters an adopted trial lacks: a coordinator killed inside
+    ``study.ask`` leaves a RUNNING trial whose parameters were not all stored (each is its
+    own transaction), and running it so would train the base config under its number."""
+    dists = require_optuna().distributions
+    for name, dist in distributions.items():
+        if name in trial.params:
+            continue
+        if isinstance(dist, dists.CategoricalDistribution):
+            trial.suggest_categorical(name, dist.choices)
+        elif isinstance(dist, dists.IntDistribution):
+            trial.suggest_int(name, dist.low, dist.high, step=dist.step, log=dist.log)
+        else:
+            trial.suggest_float(name, dist.low, dist.high, step=dist.step, log=dist.log)
 
 
 def _record_success(study, trial, result: dict[str, Any]) -> None:

@@ -476,3 +476,35 @@ def test_run_trial_reports_each_epoch_and_prunes_bad_trials(tmp_path, monkeypatc
     result = run_trial(payload(good))
     assert result["state"] == "complete" and result["val_accuracy"] == 0.99
     assert study.trials[good.number].intermediate_values == {1: 0.9, 2: 0.95, 3: 0.99}
+    assert study.trials[good.number].user_attrs["worker_heartbeat"] > 0  # the worker's beat
+
+
+def test_trial_is_adopted_only_when_its_coordinator_and_its_worker_are_both_gone(tmp_path):
+    """A remote (Dask/SLURM) worker may outlive its coordinator: its heartbeat on the trial
+    keeps a restarted coordinator from running the same trial a second time beside it."""
+    import socket
+
+    from spikeforge.experiments.sweep import STALE_S, STUDY_NAME, WorkerHeartbeat, _Owner
+
+    study = optuna.create_study(storage=f"sqlite:///{tmp_path / 'study.db'}",
+                                study_name=STUDY_NAME, direction="maximize")
+    trial = study.ask()
+    me = _Owner(study)
+    me.beat(force=True)
+
+    def orphan() -> bool:
+        return me.is_orphan(study.trials[trial.number])
+
+    trial.set_user_attr("owner", me.name)
+    assert not orphan()  # its coordinator (this process) is alive
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    trial.set_user_attr("owner", f"{socket.gethostname()}:{dead}:abcdef")
+    assert orphan()  # its coordinator is gone and no worker ever beat
+    with WorkerHeartbeat(study, trial._trial_id, every_s=0.05):
+        first = study.trials[trial.number].user_attrs["worker_heartbeat"]
+        time.sleep(0.5)
+        assert not orphan()  # the worker still runs it
+        assert study.trials[trial.number].user_attrs["worker_heartbeat"] > first
+    trial.set_user_attr("worker_heartbeat", time.time() - STALE_S - 1)
+    assert orphan()  # the worker went silent too

@@ -24,6 +24,7 @@ import contextlib
 import json
 import os
 import socket
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -185,12 +186,10 @@ def run_trial(payload: dict[str, Any]) -> dict[str, Any]:
                   f"{placement_text(payload.get('placement'))} "
                   f"{time.strftime('%Y-%m-%dT%H:%M:%S')}\n")
         log.flush()
-        trial = None
-        if payload.get("prune"):
-            study = optuna.load_study(study_name=payload["study_name"],
-                                      storage=open_storage(resolve_storage(payload["storage"])),
-                                      pruner=_pruner(payload["pruner"]))
-            trial = optuna.trial.Trial(study, payload["trial_id"])
+        study = optuna.load_study(study_name=payload["study_name"],
+                                  storage=open_storage(resolve_storage(payload["storage"])),
+                                  pruner=_pruner(payload["pruner"]))
+        trial = optuna.trial.Trial(study, payload["trial_id"]) if payload.get("prune") else None
 
         def on_epoch(row: dict[str, Any]) -> None:
             last.update(row)
@@ -200,12 +199,46 @@ def run_trial(payload: dict[str, Any]) -> dict[str, Any]:
                     raise optuna.TrialPruned(f"pruned after epoch {row['epoch']}")
 
         try:
-            results = train_run(config, Path(payload["run_dir"]),
-                                console=Console(file=log, width=120), on_epoch=on_epoch)
+            with WorkerHeartbeat(study, payload["trial_id"]):
+                results = train_run(config, Path(payload["run_dir"]),
+                                    console=Console(file=log, width=120), on_epoch=on_epoch)
         except optuna.TrialPruned:
             return {"state": "pruned", "epoch": last.get("epoch"),
                     "val_accuracy": last.get("val_accuracy")}
     return {"state": "complete", **results}
+
+
+WORKER_BEAT = "worker_heartbeat"
+"""Trial user attribute: when (Unix seconds) the worker training it last said it is alive."""
+
+
+class WorkerHeartbeat:
+    """While a worker trains a trial, store ``worker_heartbeat`` on the trial every
+    :data:`HEARTBEAT_S` seconds (a daemon thread), so no coordinator adopts the trial while
+    its worker, possibly on another node, still runs it (see :meth:`_Owner.is_orphan`)."""
+
+    def __init__(self, study, trial_id: int, every_s: float = HEARTBEAT_S):
+        self.trial = require_optuna().trial.Trial(study, trial_id)
+        self.every_s = every_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True, name="worker-heartbeat")
+
+    def beat(self) -> None:
+        with contextlib.suppress(Exception):  # a busy store must not kill the training
+            self.trial.set_user_attr(WORKER_BEAT, time.time())
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every_s):
+            self.beat()
+
+    def __enter__(self) -> WorkerHeartbeat:
+        self.beat()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5.0)
 
 
 # -- the sweep definition -------------------------------------------------------------
@@ -298,7 +331,11 @@ class _Owner:
             self.last = now
 
     def is_orphan(self, frozen) -> bool:
-        """Is RUNNING trial ``frozen`` abandoned by a dead coordinator?"""
+        """Is RUNNING trial ``frozen`` abandoned: its coordinator dead (its PID gone on this
+        host, or its heartbeat older than :data:`STALE_S`) and no worker heartbeat on the
+        trial within :data:`STALE_S` (a remote worker may outlive its coordinator)?"""
+        if time.time() - float(frozen.user_attrs.get(WORKER_BEAT, 0.0)) <= STALE_S:
+            return False
         owner = frozen.user_attrs.get("owner")
         if owner is None:
             return True

@@ -476,7 +476,7 @@ def test_run_trial_reports_each_epoch_and_prunes_bad_trials(tmp_path, monkeypatc
     result = run_trial(payload(good))
     assert result["state"] == "complete" and result["val_accuracy"] == 0.99
     assert study.trials[good.number].intermediate_values == {1: 0.9, 2: 0.95, 3: 0.99}
-    assert study.trials[good.number].user_attrs["worker_heartbeat"] > 0  # the worker's beat
+    assert study.trials[good.number].user_attrs["worker_heartbeat"]["pid"] == os.getpid()
 
 
 def test_trial_is_adopted_only_when_its_coordinator_and_its_worker_are_both_gone(tmp_path):
@@ -505,6 +505,13 @@ def test_trial_is_adopted_only_when_its_coordinator_and_its_worker_are_both_gone
         first = study.trials[trial.number].user_attrs["worker_heartbeat"]
         time.sleep(0.5)
         assert not orphan()  # the worker still runs it
-        assert study.trials[trial.number].user_attrs["worker_heartbeat"] > first
-    trial.set_user_attr("worker_heartbeat", time.time() - STALE_S - 1)
-    assert orphan()  # the worker went silent too
+        beat = study.trials[trial.number].user_attrs["worker_heartbeat"]
+        assert beat["time"] > first["time"] and beat["pid"] == os.getpid()
+    remote = {"host": "node-17", "pid": 1, "time": time.time()}
+    trial.set_user_attr("worker_heartbeat", remote)
+    assert not orphan()  # a worker on another node beat just now
+    trial.set_user_attr("worker_heartbeat", {**remote, "time": time.time() - STALE_S - 1})
+    assert orphan()  # ... and then went silent
+    trial.set_user_attr("worker_heartbeat", {"host": socket.gethostname(), "pid": int(dead),
+                                             "time": time.time()})
+    assert orphan()  # a fresh beat of a worker of this host whose process is gone

@@ -209,7 +209,8 @@ def run_trial(payload: dict[str, Any]) -> dict[str, Any]:
 
 
 WORKER_BEAT = "worker_heartbeat"
-"""Trial user attribute: when (Unix seconds) the worker training it last said it is alive."""
+"""Trial user attribute ``{"host", "pid", "time"}``: the worker training the trial and
+when (Unix seconds) it last said it is alive."""
 
 
 class WorkerHeartbeat:
@@ -225,7 +226,8 @@ class WorkerHeartbeat:
 
     def beat(self) -> None:
         with contextlib.suppress(Exception):  # a busy store must not kill the training
-            self.trial.set_user_attr(WORKER_BEAT, time.time())
+            self.trial.set_user_attr(WORKER_BEAT, {"host": socket.gethostname(),
+                                                   "pid": os.getpid(), "time": time.time()})
 
     def _run(self) -> None:
         while not self._stop.wait(self.every_s):
@@ -332,23 +334,41 @@ class _Owner:
 
     def is_orphan(self, frozen) -> bool:
         """Is RUNNING trial ``frozen`` abandoned: its coordinator dead (its PID gone on this
-        host, or its heartbeat older than :data:`STALE_S`) and no worker heartbeat on the
-        trial within :data:`STALE_S` (a remote worker may outlive its coordinator)?"""
-        if time.time() - float(frozen.user_attrs.get(WORKER_BEAT, 0.0)) <= STALE_S:
+        host, or its heartbeat older than :data:`STALE_S`) and its worker too (its PID gone on
+        this host, or no worker heartbeat on the trial within :data:`STALE_S`: a remote
+        worker may outlive its coordinator)?"""
+        if self._worker_alive(frozen):
             return False
         owner = frozen.user_attrs.get("owner")
         if owner is None:
             return True
         host, pid, _ = owner.split(":")
-        if host == self.host:
-            try:
-                os.kill(int(pid), 0)
-            except ProcessLookupError:
-                return True
-            except PermissionError:
-                pass
+        if self._dead_here(host, pid):
+            return True
         beat = self.study.user_attrs.get(f"heartbeat:{owner}", 0.0)
         return time.time() - float(beat) > STALE_S
+
+    def _dead_here(self, host: str, pid: Any) -> bool:
+        """Is process ``pid`` of ``host`` known to be gone (only decidable on this host)?"""
+        if host != self.host:
+            return False
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:
+            pass
+        return False
+
+    def _worker_alive(self, frozen) -> bool:
+        """Has the trial's worker beaten within :data:`STALE_S` and, on this host, is its
+        process still there?"""
+        beat = frozen.user_attrs.get(WORKER_BEAT)
+        if not isinstance(beat, dict):
+            return False
+        if time.time() - float(beat.get("time", 0.0)) > STALE_S:
+            return False
+        return not self._dead_here(str(beat.get("host")), beat.get("pid", 0))
 
 
 # -- the coordinator ------------------------------------------------------------------

@@ -65,6 +65,10 @@ def register(app: typer.Typer) -> None:
                  "spikeforge file, else 1.0.")] = None,
         readout: Annotated[str | None, typer.Option(
             help="sum, sum_exp, max or first_spike (default: from the file).")] = None,
+        writer: Annotated[str | None, typer.Option(
+            help="Correct what this library records differently from the NIR "
+                 "specification before importing: norse (Norse's to_nir writes dt·tau for "
+                 "tau; give its dt as --dt). Default: none.")] = None,
         check: Annotated[bool, typer.Option(
             "--check", help="Print the graph, what each node became and the agreement with "
                             "NIR's equations (reference simulator) on random input.")] = False,
@@ -88,9 +92,10 @@ def register(app: typer.Typer) -> None:
         if check:
             from spikeforge.export.nir_check import check_nir, print_check
 
-            result["check"] = check_nir(nir_file, dt, readout, samples, steps, seed)
+            result["check"] = check_nir(nir_file, dt, readout, samples, steps, seed,
+                                        writer=writer)
         if out is not None:
-            result.update(import_nir(nir_file, out, dt, readout))
+            result.update(import_nir(nir_file, out, dt, readout, writer))
         if as_json:
             print(json.dumps(result))
             return

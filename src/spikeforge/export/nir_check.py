@@ -48,8 +48,10 @@ def _shape(node) -> list[int] | None:
 
 def check_nir(path: Path, dt: float | None = None, readout: str | None = None,
               samples: int = 8, steps: int = 100, seed: int = 0,
-              substeps: int = 20) -> dict:
-    """Import the NIR file at ``path`` and compare it with the reference simulator.
+              substeps: int = 20, writer: str | None = None) -> dict:
+    """Import the NIR file at ``path`` and compare it with the reference simulator
+    (``writer``: correct a writer's recorded values first, see
+    :mod:`spikeforge.export.nir_writers`; the reference then runs the corrected graph).
 
     Returns a JSON-friendly dict: ``graph`` (nodes with type and output shape, edges),
     ``became`` (node -> what the import made of it), ``network`` (inputs, layer sizes,
@@ -63,10 +65,11 @@ def check_nir(path: Path, dt: float | None = None, readout: str | None = None,
     from spikeforge.export.agreement import spikeforge_output
     from spikeforge.export.nir_import import import_graph, inline_graph, read_graph
     from spikeforge.export.nir_reference import simulate
+    from spikeforge.export.nir_writers import correct_graph
 
     if samples < 1 or steps < 1 or substeps < 1:
         raise SpikeforgeError("--samples, --steps and --substeps must be >= 1")
-    graph = read_graph(Path(path))
+    graph = correct_graph(read_graph(Path(path)), writer, dt)
     nodes, edges = inline_graph(graph)
     report = import_graph(graph, dt, readout)
     model = report.model

@@ -760,6 +760,23 @@ def _structure(layer: _Layer, path: tuple | None, source_shape: tuple[int, ...],
 
 # -- the chain of layers ------------------------------------------------------------------
 
+def _check_time_constants(nodes: dict, dt: float) -> None:
+    """Refuse a neuron node with a time constant not above the step, naming the node; such
+    values are what Norse's ``to_nir`` records (dt·tau), so the error says how to read
+    them."""
+    for name, node in nodes.items():
+        for what in ("tau", "tau_mem", "tau_syn"):
+            if not hasattr(node, what) or type(node).__name__ not in NEURONS:
+                continue
+            tau = np.asarray(getattr(node, what), dtype=np.float64).ravel() * 1e3  # ms
+            if tau.size and np.nanmin(tau) <= dt:
+                raise SpikeforgeError(
+                    f"NIR node {name!r} ({type(node).__name__}): {what} = "
+                    f"{np.nanmin(tau):.6g} ms is not above the step dt = {dt:g} ms; a graph "
+                    "written by Norse's to_nir records dt*tau for tau: import it with "
+                    "--writer norse (and --dt its step), else give a smaller --dt")
+
+
 def _check_types(nodes: dict) -> None:
     for name, node in nodes.items():
         kind = type(node).__name__
@@ -935,6 +952,8 @@ def import_graph(graph, dt: float | None = None, readout: str | None = None) -> 
     if not (dt > 0):
         raise SpikeforgeError(f"dt must be a positive number of ms, got {dt!r}")
     area = 1.0 if ours else dt / 1e3
+    if not ours:
+        _check_time_constants(nodes, dt)
     g = _Graph(nodes, edges, dt)
     chain = _chain(g, inputs[0], outputs[0])
     layers = _layers(g, chain, inputs[0], area, dt)
@@ -971,7 +990,8 @@ def import_graph(graph, dt: float | None = None, readout: str | None = None) -> 
     return ImportReport(LoadedModel(network, readout), report, area)
 
 
-def from_nir(graph, dt: float | None = None, readout: str | None = None) -> LoadedModel:
+def from_nir(graph, dt: float | None = None, readout: str | None = None,
+             writer: str | None = None) -> LoadedModel:
     """Build a spikeforge network from a NIR graph (see the module docstring).
 
     Args:
@@ -982,8 +1002,13 @@ def from_nir(graph, dt: float | None = None, readout: str | None = None) -> Load
         readout: readout rule (default: the graph's ``spikeforge.readout``, else
             ``sum_exp`` for a non-spiking output and ``sum`` (spike counts) for a
             spiking one).
+        writer: ``"norse"`` for graphs written by Norse's ``to_nir``, whose time
+            constants and input weights need correcting first
+            (:mod:`spikeforge.export.nir_writers`); default: none.
     """
-    return import_graph(graph, dt, readout).model
+    from spikeforge.export.nir_writers import correct_graph
+
+    return import_graph(correct_graph(graph, writer, dt), dt, readout).model
 
 
 # -- files --------------------------------------------------------------------------------
@@ -1024,11 +1049,34 @@ def read_graph(path: Path):
     try:
         return nir.read(path)
     except (ValueError, AssertionError, KeyError, TypeError) as exc:
-        raise SpikeforgeError(
-            f"NIR file {path} is not a readable NIR graph ({type(exc).__name__}: {exc})"
-        ) from exc
+        graph = _without_batch_dimension(nir, path) if "Type inference" in str(exc) else None
+        if graph is None:
+            raise SpikeforgeError(
+                f"NIR file {path} is not a readable NIR graph ({type(exc).__name__}: {exc})"
+            ) from exc
+        return graph
 
 
-def read_nir(path: Path, dt: float | None = None, readout: str | None = None) -> LoadedModel:
+def _without_batch_dimension(nir, path: Path):
+    """The graph at ``path`` read without NIR's type inference, which Norse's ``to_nir``
+    graphs fail (an ``Input`` shape with the sample batch's leading 1, scalar neuron
+    parameters); a leading 1 of an ``Input`` shape is dropped. spikeforge checks the
+    sizes of what it imports itself. None if the file cannot be read that way either."""
+    try:
+        graph = nir.read(path, type_check=False)
+    except (ValueError, AssertionError, KeyError, TypeError):
+        return None
+    nodes = dict(graph.nodes)
+    for name, node in graph.nodes.items():
+        shape = np.asarray(_input_shape(node)).ravel() if type(node).__name__ == "Input" \
+            else None
+        if shape is not None and shape.size >= 2 and shape[0] == 1:
+            nodes[name] = nir.Input(input_type=np.asarray(shape[1:]))
+    return nir.NIRGraph(nodes=nodes, edges=list(graph.edges), type_check=False,
+                        metadata=dict(getattr(graph, "metadata", None) or {}))
+
+
+def read_nir(path: Path, dt: float | None = None, readout: str | None = None,
+             writer: str | None = None) -> LoadedModel:
     """Read a NIR file into a spikeforge network (see :func:`from_nir`)."""
-    return from_nir(read_graph(path), dt, readout)
+    return from_nir(read_graph(path), dt, readout, writer)

@@ -77,11 +77,13 @@ def export(model: LoadedModel, target: str, out: Path, check: bool,
     return result
 
 
-def import_nir(path: Path, out: Path, dt: float | None, readout: str | None) -> dict:
-    """Read a NIR file and write a spikeforge model file."""
+def import_nir(path: Path, out: Path, dt: float | None, readout: str | None,
+               writer: str | None = None) -> dict:
+    """Read a NIR file and write a spikeforge model file (``writer``: see
+    :mod:`spikeforge.export.nir_writers`)."""
     from spikeforge.export.network_io import save_model_file
 
-    model = read_nir(path, dt, readout)
+    model = read_nir(path, dt, readout, writer)
     save_model_file(out, model)
     spec = model.network.spec
     return {"model_file": str(out), "n_inputs": spec.n_inputs,

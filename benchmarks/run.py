@@ -48,6 +48,8 @@ class Impl:
 IMPLS = {
     "spikeforge-event": Impl("spikeforge-event", "impl_spikeforge.py", ("--backend", "event"),
                              "project"),
+    "spikeforge-api": Impl("spikeforge-api", "impl_spikeforge.py",
+                           ("--backend", "event", "--input", "dense"), "project"),
     "spikeforge-reference": Impl("spikeforge-reference", "impl_spikeforge.py",
                                  ("--backend", "reference"), "project"),
     "torch-bptt": Impl("torch-bptt", "impl_torch.py", (), "project"),

@@ -2,8 +2,9 @@
 
 Each implementation supplies a model (torch.nn.Module holding all trainable weights), the
 input format it takes (``"events"``: spikeforge ``Events``, all batches built before the
-first step; ``"dense_tb"``: a dense float32 ``[T, B, C]`` tensor, one preallocated buffer
-refilled in place before each step, outside the timed region and without allocating),
+first step; ``"dense_tb"`` / ``"dense_bt"``: a dense float32 ``[T, B, C]`` /
+``[B, T, C]`` tensor, one preallocated buffer refilled in place before each step, outside
+the timed region and without allocating),
 and a ``forward`` function returning ``(mean readout voltage [B, n_classes], hidden spike
 count)``. No dense batch is kept resident besides that one buffer.
 
@@ -38,13 +39,15 @@ class Inputs:
         self.labels = [torch.from_numpy(y) for _, y in raw]
         if fmt == "events":
             self.events = [self._events(flat) for flat, _ in raw]
-        elif fmt == "dense_tb":
-            n_b, n_c = task.batch, task.n_inputs
-            self.buffer = torch.zeros(task.n_steps, n_b, n_c)
-            self.flat_tb = []
+        elif fmt in ("dense_tb", "dense_bt"):
+            n_b, n_t, n_c = task.batch, task.n_steps, task.n_inputs
+            time_first = fmt == "dense_tb"
+            self.buffer = torch.zeros((n_t, n_b, n_c) if time_first else (n_b, n_t, n_c))
+            self.flat_index = []
             for flat, _ in raw:
                 sample, step, channel = unravel(flat, task)
-                self.flat_tb.append(torch.from_numpy((step * n_b + sample) * n_c + channel))
+                row = step * n_b + sample if time_first else sample * n_t + step
+                self.flat_index.append(torch.from_numpy(row * n_c + channel))
         else:
             raise ValueError(f"unknown input format {fmt!r}")
 
@@ -69,7 +72,7 @@ class Inputs:
         if self.fmt == "events":
             return self.events[index]
         self.buffer.zero_()
-        self.buffer.view(-1).index_fill_(0, self.flat_tb[index], 1.0)
+        self.buffer.view(-1).index_fill_(0, self.flat_index[index], 1.0)
         return self.buffer
 
     def small(self):
@@ -84,6 +87,8 @@ class Inputs:
             from spikeforge.engine import Events
 
             return Events.from_dense(x)
+        if self.fmt == "dense_bt":
+            return torch.from_numpy(x)
         return torch.from_numpy(x).transpose(0, 1).contiguous()
 
 

@@ -84,6 +84,19 @@ def test_spikeforge_and_torch_records_agree(isolated_threads, capsys):
     assert sf["hidden_rate_first_hz"] == pytest.approx(pt["hidden_rate_first_hz"], rel=0.02)
 
 
+def test_public_api_path_trains_like_the_native_path(isolated_threads):
+    """The README's drop-in path (dense [B, T, 700] tensor, default layers) and the native
+    path (sparse Events, dense_output=False) compute the same training steps."""
+    native = impl_spikeforge.main([*TINY, "--backend", "event"])
+    api = impl_spikeforge.main([*TINY, "--backend", "event", "--input", "dense"])
+    _check_record(api, "spikeforge-api")
+    assert api["hidden_rate_first_hz"] > 0
+    assert api["hidden_rate_first_hz"] == native["hidden_rate_first_hz"]
+    assert api["hidden_rate_last_hz"] == native["hidden_rate_last_hz"]
+    assert api["loss_first"] == pytest.approx(native["loss_first"], rel=1e-5)
+    assert api["loss_last"] == pytest.approx(native["loss_last"], rel=1e-5)
+
+
 def test_inference_mode_makes_no_update(isolated_threads, capsys):
     r = impl_torch.main([*TINY, "--mode", "infer"])
     assert r["mode"] == "infer" and r["finite"] is True and r["s_per_step"] > 0

@@ -104,3 +104,22 @@ def test_from_dense_if_sparse_decides_on_density(dtype):
     _assert_identical(sparse, Events.from_dense_reference(x))
     assert Events.from_dense_if_sparse(x, 0.15) is None  # at the threshold: dense
     assert Events.from_dense_if_sparse(np.zeros((0, 3, 4), dtype), 0.1).n_events == 0
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int64, np.float16, bool])
+def test_to_dense_sums_coincident_events_like_the_reference(dtype):
+    """The compiled scatter of to_dense equals numpy.add.at, coincident events summed."""
+    rng = np.random.default_rng(4)
+    n_events = 300
+    ptr = np.array([0, 120, 120, n_events])  # sample 1 has no events
+    step = rng.integers(0, 6, n_events).astype(np.int32)
+    unit = rng.integers(0, 5, n_events).astype(np.int32)  # 30 cells per sample: repeats
+    value = rng.integers(1, 4, n_events).astype(np.float32)
+    ev = Events(n_batch=3, n_steps=6, n_units=5, ptr=ptr, step=step, unit=unit, value=value)
+    fast, ref = ev.to_dense(dtype), ev.to_dense_reference(dtype)
+    assert fast.dtype == ref.dtype == np.dtype(dtype)
+    np.testing.assert_array_equal(fast, ref)
+    if np.dtype(dtype) != np.bool_:
+        assert fast.max() > 3  # repeated events were summed
+        assert fast.sum() == value.sum()
+    assert not fast[1].any()

@@ -126,12 +126,25 @@ class Events:
         )
 
     def to_dense(self, dtype: np.dtype | None = None) -> np.ndarray:
-        """Dense ``[B, T, units]`` array (summing coincident events)."""
+        """Dense ``[B, T, units]`` array (summing coincident events).
+
+        A compiled scatter, parallel over samples, writes the events into a zeroed array
+        (:meth:`to_dense_reference` is the NumPy ``add.at`` it is tested against)."""
         out = np.zeros(
             (self.n_batch, self.n_steps, self.n_units), dtype=dtype or self.value.dtype
         )
-        sample = np.repeat(np.arange(self.n_batch), np.diff(self.ptr))
-        np.add.at(out, (sample, self.step, self.unit), self.value)
+        if out.dtype.kind not in "iuf" or out.dtype == np.float16 or not out.dtype.isnative:
+            return self.to_dense_reference(dtype)
+        if self.step.shape[0]:
+            _scatter_add(out, self.ptr, self.step, self.unit, self.value.astype(out.dtype))
+        return out
+
+    def to_dense_reference(self, dtype: np.dtype | None = None) -> np.ndarray:
+        """:meth:`to_dense` by ``numpy.add.at`` (the reference)."""
+        out = np.zeros(
+            (self.n_batch, self.n_steps, self.n_units), dtype=dtype or self.value.dtype
+        )
+        np.add.at(out, (self.sample_index(), self.step, self.unit), self.value)
         return out
 
     def to_tensor(self, dtype: Any = None) -> Any:
@@ -270,3 +283,12 @@ def _fill_rows(rows, row_ptr, n_steps, step, unit, value):
     for c in prange(n_chunks):
         for r in range(c * n_rows // n_chunks, (c + 1) * n_rows // n_chunks):
             _fill_row(rows[r], row_ptr[r], r % n_steps, step, unit, value)
+
+
+@njit(parallel=True, cache=True)
+def _scatter_add(out, ptr, step, unit, value):
+    """out[b, step[k], unit[k]] += value[k] for the events k of each sample b (samples
+    write disjoint slices of ``out``, so the loop over them runs in parallel)."""
+    for b in prange(out.shape[0]):
+        for k in range(ptr[b], ptr[b + 1]):
+            out[b, step[k], unit[k]] += value[k]

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from spikeforge.engine import api as engine
+from spikeforge.nn.lazy_spikes import LazySpikes
 from spikeforge.nn.records import SpikeRecord, attach, timing_from_dense
 
 
@@ -100,8 +101,9 @@ class EventPropFunction(torch.autograd.Function):
         if not call.neurons.spiking:
             return torch.from_numpy(out)
         call.output = SpikeRecord(events=out, dt=call.neurons.dt)
-        if call.dense_output:
-            return torch.from_numpy(out.to_dense(w_in_np.dtype))
+        if call.dense_output:  # built only if a non-spikeforge operation reads it
+            return LazySpikes(lambda: torch.from_numpy(out.to_dense(w_in_np.dtype)),
+                              (out.n_batch, out.n_steps, out.n_units), w_in.dtype)
         return torch.empty(0, dtype=w_in.dtype)
 
     @staticmethod

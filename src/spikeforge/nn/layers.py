@@ -89,7 +89,9 @@ class SpikingLayer(nn.Module):
         dt: time step in ms.
         recurrent: add recurrent weights (the model must support ``"recurrent"``).
         dense_output: return dense spikes (True) or an event token that only spikeforge
-            layers/losses consume (O(spikes) memory; EventProp only).
+            layers/losses consume (O(spikes) memory; EventProp only). With EventProp on
+            the CPU the dense spikes are a :class:`~spikeforge.nn.lazy_spikes.LazySpikes`
+            tensor, built only if a non-spikeforge operation reads it.
         backend: ``"auto"`` (compiled event drivers on CPU, torch path on CUDA),
             ``"event"``, ``"reference"`` or ``"torch"``.
         weight_mean, weight_std: initial weights ~ N(mean, std / sqrt(in_features)).
@@ -188,8 +190,10 @@ class LIF(SpikingLayer):
         in_features, out_features: layer sizes.
         recurrent: add a trainable recurrent weight matrix ``[out, out]``.
         tau_mem, tau_syn: time constants in ms; threshold: firing threshold; dt: step (ms).
-        dense_output: return dense spikes ``[B, T, out]`` (default); False returns an
-            empty token that only spikeforge layers/losses can consume (O(spikes) memory).
+        dense_output: return dense spikes ``[B, T, out]`` (default; with EventProp on the
+            CPU built only when a non-spikeforge operation reads them, so a layer feeding
+            spikeforge layers stays O(spikes)); False returns an empty token that only
+            spikeforge layers/losses can consume.
         backend: ``"auto"`` (compiled event kernels on CPU, torch path on CUDA), ``"event"``,
             ``"reference"`` or ``"torch"`` (the CUDA path's torch ops, also on CPU).
         weight_mean, weight_std: initial weights ~ N(mean, std / sqrt(in_features)).

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from spikeforge.errors import SpikeforgeError
 from spikeforge.experiments.stdp_config import StdpConfig
@@ -186,6 +186,19 @@ class TrainConfig(_Strict):
     calibrate_hz: float = Field(
         40.0, gt=0, description="calibrated layers' mean firing rate in Hz (spikes per "
         "neuron per second)")
+    amp: Literal["none", "bf16", "fp16"] = Field(
+        "none", description="bptt only: automatic mixed precision; the matrix products "
+        "run in bfloat16 / float16 while membrane state, spikes, loss and weights stay "
+        "float32 (fp16 adds loss scaling); none: float32 throughout")
+
+    @model_validator(mode="after")
+    def _amp_needs_bptt(self) -> TrainConfig:
+        if self.amp != "none" and self.method != "bptt":
+            raise ValueError(
+                f"train.amp={self.amp} needs train.method=bptt: the {self.method} kernels "
+                "compute in float32 (their spike times and adjoints are not safe in half "
+                "precision); set train.amp=none or train.method=bptt")
+        return self
 
 
 class RunConfig(_Strict):

@@ -126,7 +126,7 @@ def train_settings(config: RunConfig) -> TrainSettings:
         silent_penalty=t.silent_penalty, method=t.method, seed=config.seed,
         augment=tuple(config.data.augment), eprop_feedback=t.eprop_feedback,
         eprop_update=t.eprop_update, eprop_update_every=t.eprop_update_every,
-        calibrate=t.calibrate, calibrate_hz=t.calibrate_hz,
+        calibrate=t.calibrate, calibrate_hz=t.calibrate_hz, amp=t.amp,
     )  # fmt: skip
 
 

@@ -7,6 +7,7 @@ network; it never sees a run config. The network's spec holds the one time step 
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -60,6 +61,10 @@ class TrainSettings:
         initialisation), "all" (every hidden layer) or "none".
     calibrate_hz: the mean firing rate (Hz: spikes per neuron per second) calibrated
         layers are given on the first training batch.
+    amp: "none", "bf16" or "fp16": with ``method="bptt"``, forward passes run under
+        ``torch.autocast`` of that dtype on the network's device (matrix products in
+        half precision; the neuron state, spikes and loss stay float32) and fp16 scales
+        the loss (``torch.amp.GradScaler``).
     """
 
     epochs: int = 60
@@ -80,6 +85,7 @@ class TrainSettings:
     eprop_update_every: int = 1
     calibrate: str = "deep"
     calibrate_hz: float = 40.0
+    amp: str = "none"
 
 
 def _lr_factor(schedule: str, epoch: int, epochs: int) -> float:
@@ -92,6 +98,9 @@ def _lr_factor(schedule: str, epoch: int, epochs: int) -> float:
 
 CALIBRATE_MODES = ("deep", "all", "none")
 """Values of :attr:`TrainSettings.calibrate`."""
+
+AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+"""Autocast dtypes of :attr:`TrainSettings.amp`."""
 
 
 @dataclass
@@ -128,6 +137,12 @@ class Trainer:
             settings.eprop_feedback, settings.reg_strength, settings.reg_target_hz,
             settings.loss, settings.seed, settings.eprop_update, settings.eprop_update_every))
         self.layer_labels = self._label_layers()
+        if settings.amp != "none" and (settings.amp not in AMP_DTYPES
+                                       or settings.method != "bptt"):
+            raise SpikeforgeError(f"amp={settings.amp!r} needs method='bptt' and one of "
+                                  f"{sorted(AMP_DTYPES)} (got method={settings.method!r})")
+        self.scaler = (torch.amp.GradScaler(self.device.type) if settings.amp == "fp16"
+                       else None)
 
     def _label_layers(self) -> list[str]:
         """Name every spiking layer by its position in activity warnings (hidden layers,
@@ -215,9 +230,19 @@ class Trainer:
         return dense, labels.to(device, non_blocking=True)
 
     # -- one batch -------------------------------------------------------------------
+    def _autocast(self):
+        """``torch.autocast`` of :attr:`TrainSettings.amp` on the network's device (a
+        no-op context for ``amp="none"``)."""
+        if self.settings.amp == "none":
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=AMP_DTYPES[self.settings.amp])
+
     def _loss_and_predictions(self, events, labels) -> tuple[torch.Tensor, torch.Tensor]:
         cfg = self.settings
-        output = self.network(events)
+        with self._autocast():
+            output = self.network(events)
+        if output.dtype in (torch.bfloat16, torch.float16):  # amp: the loss in float32
+            output = output.float()
         if cfg.loss == "first_spike":
             t_first = first_spike_times(output)
             loss = first_spike_loss(t_first, labels)
@@ -274,10 +299,17 @@ class Trainer:
                 loss, predictions = self.eprop.step(events, labels, self._eprop_update)
             else:
                 loss, predictions = self._loss_and_predictions(events, labels)
-                (loss + self._regulariser()).backward()
+                total = loss + self._regulariser()
+                (total if self.scaler is None else self.scaler.scale(total)).backward()
+            if self.scaler is not None:
+                self.scaler.unscale_(self.optimizer)  # clip the true gradients
             if cfg.grad_clip > 0:
                 torch.nn.utils.clip_grad_norm_(self.network.parameters(), cfg.grad_clip)
-            self.optimizer.step()
+            if self.scaler is not None:
+                self.scaler.step(self.optimizer)  # skips steps with inf/NaN gradients
+                self.scaler.update()
+            else:
+                self.optimizer.step()
             total_loss += loss.item() * len(labels)
             correct += int((predictions == labels).sum())
             seen += len(labels)
@@ -330,11 +362,16 @@ class Trainer:
 
     # -- checkpoints -----------------------------------------------------------------
     def state(self, epoch: int) -> dict[str, Any]:
-        return {"model": self.network.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "epoch": epoch}
+        state = {"model": self.network.state_dict(),
+                 "optimizer": self.optimizer.state_dict(), "epoch": epoch}
+        if self.scaler is not None:
+            state["grad_scaler"] = self.scaler.state_dict()
+        return state
 
     def load_state(self, state: dict[str, Any]) -> int:
         self.network.load_state_dict(state["model"])
         if "optimizer" in state:
             self.optimizer.load_state_dict(state["optimizer"])
+        if self.scaler is not None and "grad_scaler" in state:
+            self.scaler.load_state_dict(state["grad_scaler"])
         return int(state.get("epoch", 0))

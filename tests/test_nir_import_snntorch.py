@@ -20,21 +20,21 @@ pytest.importorskip("nirtorch", reason="snnTorch's NIR export needs nirtorch")
 N_IN, N_HIDDEN, N_OUT = 12, 20, 5
 
 
-def _snntorch_network() -> torch.nn.Sequential:
+def _snntorch_network(reset: str = "zero") -> torch.nn.Sequential:
     """Linear -> RSynaptic (all-to-all recurrent, Affine biases) -> Linear -> Synaptic,
-    per-neuron alpha / beta, reset to zero (NIR's reset); random weights at moderate
-    rates (about 8 % of hidden steps spike)."""
+    per-neuron alpha / beta, reset to zero (NIR's reset) or by subtraction; random
+    weights at moderate rates (about 8 % of hidden steps spike)."""
     torch.manual_seed(0)
     alpha1, beta1 = torch.empty(N_HIDDEN).uniform_(0.85, 0.92), torch.empty(N_HIDDEN).uniform_(
         0.93, 0.97)
     net = torch.nn.Sequential(
         torch.nn.Linear(N_IN, N_HIDDEN),
         snn.RSynaptic(alpha=alpha1, beta=beta1, threshold=torch.ones(N_HIDDEN),
-                      linear_features=N_HIDDEN, init_hidden=True, reset_mechanism="zero"),
+                      linear_features=N_HIDDEN, init_hidden=True, reset_mechanism=reset),
         torch.nn.Linear(N_HIDDEN, N_OUT),
         snn.Synaptic(alpha=torch.full((N_OUT,), 0.8), beta=torch.full((N_OUT,), 0.9),
                      threshold=torch.ones(N_OUT), init_hidden=True, output=True,
-                     reset_mechanism="zero"))
+                     reset_mechanism=reset))
     with torch.no_grad():
         net[0].weight.copy_(torch.randn(N_HIDDEN, N_IN) * 0.1 + 0.02)
         net[2].weight.copy_(torch.randn(N_OUT, N_HIDDEN) * 0.05 + 0.02)
@@ -58,10 +58,11 @@ def _snntorch_counts(net, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return hidden, out
 
 
-def test_snntorch_recurrent_cubalif_graph_agrees_with_snntorch():
+@pytest.mark.parametrize("reset", ["zero", "subtract"])
+def test_snntorch_recurrent_cubalif_graph_agrees_with_snntorch(reset):
     from snntorch.export_nir import export_to_nir
 
-    net = _snntorch_network()
+    net = _snntorch_network(reset)
     with contextlib.redirect_stdout(io.StringIO()):
         graph = export_to_nir(net, torch.zeros(1, N_IN), ignore_dims=[0])
     lif = graph.nodes["1.lif"]
@@ -83,7 +84,11 @@ def test_snntorch_recurrent_cubalif_graph_agrees_with_snntorch():
     # step after each spike, and it integrates by forward Euler
     assert theirs_hidden.sum() > 2000 and theirs_out.sum() > 500
     assert r_hidden >= 0.9 and r_out >= 0.9
-    assert 1.0 < ours_hidden.sum() / theirs_hidden.sum() < 1.5
+    # reset by subtraction: NIR's CubaLIF resets to v_reset, so snnTorch writes the layer
+    # as reset to zero; measured r = 0.999 / 0.999, spikeforge 8,371 vs 9,528 hidden and
+    # 2,920 vs 3,718 output spikes (subtraction keeps the overshoot, so snnTorch fires more)
+    low, high = (1.0, 1.5) if reset == "zero" else (0.8, 1.0)
+    assert low < ours_hidden.sum() / theirs_hidden.sum() < high
 
 
 def test_import_nir_check_of_an_snntorch_file_matches_nir_equations(tmp_path):

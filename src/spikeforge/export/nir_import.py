@@ -824,6 +824,17 @@ def _chain(graph: _Graph, input_name: str, output_name: str) -> list[tuple[str, 
     return [(k, into[k]) for k in order]
 
 
+def _has_bias(node) -> bool:
+    """Whether a NIR node has a non-zero ``bias`` (NumPy or torch values: writers such as
+    Sinabs and Norse leave torch tensors in the graphs they build)."""
+    bias = getattr(node, "bias", None)
+    if bias is None:
+        return False
+    if hasattr(bias, "detach"):
+        bias = bias.detach().cpu().numpy()
+    return bool(np.any(np.asarray(bias)))
+
+
 def _meta(graph, key: str, default):
     value = graph.metadata.get(key, default) if isinstance(graph.metadata, dict) else default
     if isinstance(value, bytes):
@@ -982,7 +993,7 @@ def import_graph(graph, dt: float | None = None, readout: str | None = None) -> 
             report[name] = f"Output: readout {readout!r}"
         elif kind == "Delay":
             report[name] = f"Delay: per-synapse delays of the next layer (rounded to dt={dt:g} ms)"
-        elif kind in ("Affine", "Conv2d") and np.any(getattr(raw_nodes[name], "bias", 0)):
+        elif kind in ("Affine", "Conv2d") and _has_bias(raw_nodes[name]):
             report[name] = (f"{kind}: folded into the synapses of the next layer, its bias "
                             f"into that layer's constant input")
         else:

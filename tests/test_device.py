@@ -42,7 +42,15 @@ def test_auto_is_the_cpu_without_cuda_and_cuda_is_refused():
             resolve_device(name)
 
 
-@pytest.mark.parametrize("method", ["eprop", "stdp"])
+def test_eprop_follows_the_device_like_the_gradient_methods():
+    config = load_config(None, {"train.method": "eprop"})
+    assert config_device(config) == resolve_device("auto")
+    if not torch.cuda.is_available():
+        with pytest.raises(SpikeforgeError, match="CUDA is not available"):
+            config_device(load_config(None, {"train.method": "eprop", "train.device": "cuda"}))
+
+
+@pytest.mark.parametrize("method", ["stdp"])
 def test_cpu_only_methods_train_on_the_cpu(method):
     assert config_device(load_config(None, {"train.method": method})) == torch.device("cpu")
     with pytest.raises(SpikeforgeError, match="CPU only"):

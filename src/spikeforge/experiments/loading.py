@@ -86,8 +86,9 @@ def resolve_device(name: str | torch.device) -> torch.device:
     return device
 
 
-CPU_ONLY_METHODS = ("eprop", "stdp")
-"""Training methods whose engine runs on the CPU only (``auto`` is the CPU for them)."""
+CPU_ONLY_METHODS = ("stdp",)
+"""Training methods whose engine runs on the CPU only (``auto`` is the CPU for them);
+e-prop runs its torch loop on a GPU (:mod:`spikeforge.train.eprop`)."""
 
 
 def config_device(config: RunConfig) -> torch.device:

@@ -1,8 +1,12 @@
 """e-prop training of a :class:`~spikeforge.nn.SpikingNetwork` (Bellec et al. 2020).
 
-:class:`EpropLearner` computes a batch's weight gradients forward in time on the
-compiled CPU driver (:func:`spikeforge.engine.eprop_api.eprop_gradients`) and writes
-them into the parameters' ``.grad``, so any torch optimiser applies them: once per
+:class:`EpropLearner` computes a batch's weight gradients forward in time, on the
+compiled CPU driver (:func:`spikeforge.engine.eprop_api.eprop_gradients`) for a network
+on the CPU, or for a network on a GPU with the torch loop of
+:func:`spikeforge.train.eprop_reference.eprop_reference` on the device (the same neuron
+model functions as batched torch operations; ``backend="torch"`` selects it on the CPU
+too, which is how it is tested against the compiled driver), and writes them into the
+parameters' ``.grad``, so any torch optimiser applies them: once per
 batch (``update="batch"``), or online (``update="step"``): every ``update_every`` time
 steps the gradients of those steps are written and the caller's update (an optimiser
 step) is applied before the batch runs on, all samples in step, as in the online
@@ -37,6 +41,7 @@ from spikeforge.nn.time_constants import neuron_arrays
 
 FEEDBACK = ("symmetric", "random")
 UPDATES = ("batch", "step")
+BACKENDS = ("auto", "compiled", "torch")
 
 
 @dataclass(frozen=True)
@@ -54,6 +59,9 @@ class EpropSettings:
     seed: int = 0
     update: str = "batch"
     update_every: int = 1
+    backend: str = "auto"
+    """``auto`` (compiled driver on the CPU, torch loop on a GPU), ``compiled`` or
+    ``torch``."""
 
 
 def check_network(network: SpikingNetwork) -> tuple[SpikingLayer, SpikingLayer]:
@@ -101,9 +109,16 @@ class EpropLearner:
         if settings.update_every < 1:
             raise SpikeforgeError(f"e-prop update_every must be >= 1 time step, got "
                                   f"{settings.update_every}")
+        if settings.backend not in BACKENDS:
+            raise SpikeforgeError(f"unknown e-prop backend {settings.backend!r}; choose "
+                                  f"one of {', '.join(BACKENDS)}")
         self.hidden, self.readout = check_network(network)
-        if self.hidden.weight.device.type != "cpu":
-            raise SpikeforgeError("e-prop runs on the CPU driver; set train.device=cpu")
+        on_cpu = self.hidden.weight.device.type == "cpu"
+        if settings.backend == "compiled" and not on_cpu:
+            raise SpikeforgeError("the compiled e-prop driver runs on the CPU; set "
+                                  "train.device=cpu or use the torch backend")
+        self.torch_loop = settings.backend == "torch" or (settings.backend == "auto"
+                                                          and not on_cpu)
         self.network, self.settings = network, settings
         self.feedback: np.ndarray | None = None
         if settings.feedback == "random":
@@ -113,12 +128,18 @@ class EpropLearner:
             self.feedback = (draw * float(w_out.std())).numpy()   # [N, C], fixed
 
     def _write_grads(self, grads) -> None:
+        """Write gradients ``[pre, post]`` (NumPy arrays or tensors) into ``.grad``."""
         hidden, readout = self.hidden, self.readout
         like = hidden.weight
-        hidden.weight.grad = torch.from_numpy(grads.grad_w_in.T.copy()).to(like)
+
+        def grad(value) -> torch.Tensor:
+            value = value if isinstance(value, torch.Tensor) else torch.from_numpy(value)
+            return value.detach().T.contiguous().to(like)
+
+        hidden.weight.grad = grad(grads.grad_w_in)
         if hidden.recurrent_weight is not None:
-            hidden.recurrent_weight.grad = torch.from_numpy(grads.grad_w_rec.T.copy()).to(like)
-        readout.weight.grad = torch.from_numpy(grads.grad_w_out.T.copy()).to(like)
+            hidden.recurrent_weight.grad = grad(grads.grad_w_rec)
+        readout.weight.grad = grad(grads.grad_w_out)
 
     def _weights(self) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
         """The current weights as NumPy ``(w_in [in, N], w_rec [N, N] or None,
@@ -138,6 +159,8 @@ class EpropLearner:
         called after the gradients of each window of ``update_every`` steps but the last
         have been written into ``.grad``; the next window runs with the updated weights.
         """
+        if self.torch_loop:
+            return self._step_torch(events, labels, apply_update)
         if not isinstance(events, Events):
             events = Events.from_dense(events.detach().cpu())
         hidden, readout, cfg = self.hidden, self.readout, self.settings
@@ -169,4 +192,58 @@ class EpropLearner:
             raise SpikeforgeError("e-prop loss is not finite; lower train.lr")
         predictions = torch.from_numpy(grads.summary.argmax(axis=1))
         self.last_counts = grads.counts
+        return loss, predictions
+
+    def _torch_weights(self) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+        """The current weights as detached tensors ``(w_in [in, N], w_rec [N, N] or None,
+        w_out [N, C])`` (pre, post) on the network's device."""
+        w_rec = self.hidden.recurrent_weight
+        return (self.hidden.weight.detach().T, None if w_rec is None else w_rec.detach().T,
+                self.readout.weight.detach().T)
+
+    def _step_torch(self, events: Events | torch.Tensor, labels: torch.Tensor,
+                    apply_update: Callable[[], None] | None
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`step` by the torch loop on the network's device."""
+        from spikeforge.nn.time_constants import torch_table
+        from spikeforge.train.eprop_reference import eprop_reference
+        from spikeforge.train.losses import readout_summary
+
+        hidden, readout, cfg = self.hidden, self.readout, self.settings
+        like = hidden.weight
+        x = (torch.from_numpy(events.to_dense(numpy_dtype(like.dtype)))
+             if isinstance(events, Events) else events.detach())
+        x = x.to(device=like.device, dtype=like.dtype)
+        dt = float(self.network.spec.dt)
+        online = cfg.update == "step"
+        if online and apply_update is None:
+            raise SpikeforgeError("e-prop update=step needs an update to apply between "
+                                  "windows (apply_update)")
+
+        def apply(window):
+            self._write_grads(window)
+            apply_update()
+            return self._torch_weights()
+
+        feedback = None if self.feedback is None else torch.as_tensor(
+            self.feedback, dtype=like.dtype, device=like.device)
+        with torch.no_grad():
+            result = eprop_reference(
+                hidden.model,
+                torch_table(hidden, hidden.params, hidden.out_features, dt, like).detach(),
+                torch_table(readout, readout.params, readout.out_features, dt,
+                            like).detach(),
+                x, labels.to(like.device), *self._torch_weights(), feedback=feedback,
+                surrogate=hidden.surrogate, slope=hidden.surrogate_slope,
+                reg_strength=cfg.reg_strength,
+                reg_target=cfg.reg_target_hz * x.shape[1] * dt / 1000.0,
+                update_every=cfg.update_every if online else None,
+                apply=apply if online else None,
+            )  # fmt: skip
+        self._write_grads(result)
+        loss = result.loss.detach()
+        if not math.isfinite(float(loss)):
+            raise SpikeforgeError("e-prop loss is not finite; lower train.lr")
+        predictions = readout_summary(result.v_out, cfg.summary).argmax(dim=1)
+        self.last_counts = result.spikes.sum(dim=1).cpu().numpy()
         return loss, predictions

@@ -62,3 +62,25 @@ def test_amp_with_eventprop_is_a_one_line_config_error(tmp_path):
                                check=False)
     assert code == 2 and stdout == "" and not out.exists()
     assert stderr.count("\n") == 1 and "train.amp=bf16 needs train.method=bptt" in stderr
+
+
+@pytest.mark.parametrize("method, expected", [("bptt", 16), ("eventprop", 256)])
+def test_evaluation_batches_of_bptt_are_training_sized(monkeypatch, method, expected):
+    """BPTT's dense forward holds batch x T x inputs values, so it evaluates in training-
+    sized batches (256 samples of the SHD recipe would need ~16 GB); the event-driven
+    methods evaluate 256 at a time."""
+    import spikeforge.train.trainer as trainer_module
+
+    config = load_config(None, {"train.method": method, "train.batch_size": 16,
+                                "train.threads": 1})
+    trainer = run_trainer(config, load_data("digits", dt=config.data.dt))
+    sizes = []
+    real = trainer_module.iterate_batches
+
+    def recording(dataset, batch_size, *args, **kwargs):
+        sizes.append(batch_size)
+        return real(dataset, batch_size, *args, **kwargs)
+
+    monkeypatch.setattr(trainer_module, "iterate_batches", recording)
+    result = trainer.evaluate(trainer.splits.val)
+    assert sizes == [expected] and 0.0 <= result.accuracy <= 1.0

@@ -338,7 +338,7 @@ class Trainer:
         losses, preds, labels_all = [], [], []
         n_layers = len(self.network.layers) - 1 + int(self.network.spiking_output)
         spikes, neuron_s = np.zeros(n_layers), np.zeros(n_layers)  # per spiking layer
-        for events, labels in iterate_batches(dataset, 256, False):
+        for events, labels in iterate_batches(dataset, self.eval_batch_size, False):
             loss, predictions = self._loss_and_predictions(*self._to_device(events, labels))
             losses.append(loss.item() * len(labels))
             preds.append(predictions.cpu().numpy())
@@ -359,6 +359,14 @@ class Trainer:
             layer_rates_hz=rates[:n_hidden],
             readout_rate_hz=rates[n_hidden] if self.network.spiking_output else None,
         )  # fmt: skip
+
+    @property
+    def eval_batch_size(self) -> int:
+        """Samples per evaluation batch: 256 for the event-driven methods (memory
+        O(spikes)); the training batch size for BPTT, whose dense forward holds
+        ``batch x T x inputs`` values (256 x 1,000 x 7,000 inputs of the SHD recipe's
+        delay lines: 7 GB)."""
+        return self.settings.batch_size if self.settings.method == "bptt" else 256
 
     # -- checkpoints -----------------------------------------------------------------
     def state(self, epoch: int) -> dict[str, Any]:

@@ -159,6 +159,10 @@ class EpropLearner:
         called after the gradients of each window of ``update_every`` steps but the last
         have been written into ``.grad``; the next window runs with the updated weights.
         """
+        online = self.settings.update == "step"
+        if online and apply_update is None:
+            raise SpikeforgeError("e-prop update=step needs an update to apply between "
+                                  "windows (apply_update)")
         if self.torch_loop:
             return self._step_torch(events, labels, apply_update)
         if not isinstance(events, Events):
@@ -166,15 +170,7 @@ class EpropLearner:
         hidden, readout, cfg = self.hidden, self.readout, self.settings
         dtype = numpy_dtype(hidden.weight.dtype)
         dt = float(self.network.spec.dt)
-        online = cfg.update == "step"
-        if online and apply_update is None:
-            raise SpikeforgeError("e-prop update=step needs an update to apply between "
-                                  "windows (apply_update)")
-
-        def apply(window_grads):
-            self._write_grads(window_grads)
-            apply_update()
-            return self._weights()
+        apply = self._applier(apply_update, self._weights)
 
         grads = eprop_gradients(
             neuron_arrays(hidden, hidden.params, hidden.out_features, dt, dtype),
@@ -193,6 +189,18 @@ class EpropLearner:
         predictions = torch.from_numpy(grads.summary.argmax(axis=1))
         self.last_counts = grads.counts
         return loss, predictions
+
+    def _applier(self, apply_update: Callable[[], None] | None,
+                 weights: Callable[[], tuple]) -> Callable:
+        """The per-window callback of ``update="step"``: write the window's gradients,
+        apply the caller's update, return the new weights (``weights()``)."""
+
+        def apply(window):
+            self._write_grads(window)
+            apply_update()
+            return weights()
+
+        return apply
 
     def _torch_weights(self) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
         """The current weights as detached tensors ``(w_in [in, N], w_rec [N, N] or None,
@@ -216,15 +224,7 @@ class EpropLearner:
         x = x.to(device=like.device, dtype=like.dtype)
         dt = float(self.network.spec.dt)
         online = cfg.update == "step"
-        if online and apply_update is None:
-            raise SpikeforgeError("e-prop update=step needs an update to apply between "
-                                  "windows (apply_update)")
-
-        def apply(window):
-            self._write_grads(window)
-            apply_update()
-            return self._torch_weights()
-
+        apply = self._applier(apply_update, self._torch_weights)
         feedback = None if self.feedback is None else torch.as_tensor(
             self.feedback, dtype=like.dtype, device=like.device)
         with torch.no_grad():

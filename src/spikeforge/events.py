@@ -133,7 +133,7 @@ class Events:
         out = np.zeros(
             (self.n_batch, self.n_steps, self.n_units), dtype=dtype or self.value.dtype
         )
-        if out.dtype.kind not in "iuf" or out.dtype == np.float16 or not out.dtype.isnative:
+        if out.dtype == np.bool_ or not _compiles(out.dtype):  # bool: no += in Numba
             return self.to_dense_reference(dtype)
         if self.step.shape[0]:
             _scatter_add(out, self.ptr, self.step, self.unit, self.value.astype(out.dtype))
@@ -203,6 +203,11 @@ def _dense_array(x: DenseInput) -> np.ndarray:
 _COMPILED_KINDS = "biuf"  # bool, signed / unsigned integers, floats (not float16)
 
 
+def _compiles(dtype: np.dtype) -> bool:
+    """Whether the compiled kernels of this module take arrays of ``dtype``."""
+    return dtype.kind in _COMPILED_KINDS and dtype != np.float16 and dtype.isnative
+
+
 def dense_to_events(
     x: np.ndarray, max_density: float | None = None,
 ) -> tuple[int, int, int, np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
@@ -216,7 +221,7 @@ def dense_to_events(
     non-native byte order) take the NumPy path.
     """
     n_batch, n_steps, n_units = x.shape
-    if x.dtype.kind not in _COMPILED_KINDS or x.dtype == np.float16 or not x.dtype.isnative:
+    if not _compiles(x.dtype):
         if max_density is not None and x.size and np.count_nonzero(x) >= max_density * x.size:
             return None
         ev = Events.from_dense_reference(x)

@@ -765,8 +765,10 @@ def _check_time_constants(nodes: dict, dt: float) -> None:
     values are what Norse's ``to_nir`` records (dt·tau), so the error says how to read
     them."""
     for name, node in nodes.items():
+        if type(node).__name__ not in NEURONS:
+            continue
         for what in ("tau", "tau_mem", "tau_syn"):
-            if not hasattr(node, what) or type(node).__name__ not in NEURONS:
+            if not hasattr(node, what):
                 continue
             tau = np.asarray(getattr(node, what), dtype=np.float64).ravel() * 1e3  # ms
             if tau.size and np.nanmin(tau) <= dt:
@@ -825,14 +827,10 @@ def _chain(graph: _Graph, input_name: str, output_name: str) -> list[tuple[str, 
 
 
 def _has_bias(node) -> bool:
-    """Whether a NIR node has a non-zero ``bias`` (NumPy or torch values: writers such as
-    Sinabs and Norse leave torch tensors in the graphs they build)."""
+    """Whether a NIR node has a non-zero ``bias`` (``np.any`` cannot take the torch
+    tensors that Sinabs and Norse leave in their graphs; ``np.asarray`` can)."""
     bias = getattr(node, "bias", None)
-    if bias is None:
-        return False
-    if hasattr(bias, "detach"):
-        bias = bias.detach().cpu().numpy()
-    return bool(np.any(np.asarray(bias)))
+    return bias is not None and bool(np.any(np.asarray(bias, dtype=np.float64)))
 
 
 def _meta(graph, key: str, default):

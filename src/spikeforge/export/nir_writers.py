@@ -35,8 +35,8 @@ WRITERS = ("norse",)
 
 
 def _array(value) -> np.ndarray:
-    return np.asarray(value.detach().cpu() if hasattr(value, "detach") else value,
-                      dtype=np.float64)
+    """A recorded value (NumPy array or torch tensor) as float64 NumPy."""
+    return np.asarray(value, dtype=np.float64)
 
 
 def _norse_node(node, dt_s: float):

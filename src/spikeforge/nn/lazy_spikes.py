@@ -80,8 +80,8 @@ class LazySpikes(torch.Tensor):
         return self.dense().numpy(force=force)
 
     def __array__(self, dtype=None, copy=None):
-        return self.detach().numpy().astype(dtype, copy=False) if dtype else \
-            self.detach().numpy()
+        values = self.detach().numpy()
+        return values if dtype is None else values.astype(dtype, copy=False)
 
     def tolist(self):
         return self.dense().tolist()

@@ -164,7 +164,7 @@ class EpropLearner:
             raise SpikeforgeError("e-prop update=step needs an update to apply between "
                                   "windows (apply_update)")
         if self.torch_loop:
-            return self._step_torch(events, labels, apply_update)
+            return self._step_torch(events, labels, apply_update, online)
         if not isinstance(events, Events):
             events = Events.from_dense(events.detach().cpu())
         hidden, readout, cfg = self.hidden, self.readout, self.settings
@@ -210,7 +210,7 @@ class EpropLearner:
                 self.readout.weight.detach().T)
 
     def _step_torch(self, events: Events | torch.Tensor, labels: torch.Tensor,
-                    apply_update: Callable[[], None] | None
+                    apply_update: Callable[[], None] | None, online: bool
                     ) -> tuple[torch.Tensor, torch.Tensor]:
         """:meth:`step` by the torch loop on the network's device."""
         from spikeforge.nn.time_constants import torch_table
@@ -223,7 +223,6 @@ class EpropLearner:
              if isinstance(events, Events) else events.detach())
         x = x.to(device=like.device, dtype=like.dtype)
         dt = float(self.network.spec.dt)
-        online = cfg.update == "step"
         apply = self._applier(apply_update, self._torch_weights)
         feedback = None if self.feedback is None else torch.as_tensor(
             self.feedback, dtype=like.dtype, device=like.device)

@@ -301,15 +301,7 @@ class Trainer:
                 loss, predictions = self._loss_and_predictions(events, labels)
                 total = loss + self._regulariser()
                 (total if self.scaler is None else self.scaler.scale(total)).backward()
-            if self.scaler is not None:
-                self.scaler.unscale_(self.optimizer)  # clip the true gradients
-            if cfg.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(self.network.parameters(), cfg.grad_clip)
-            if self.scaler is not None:
-                self.scaler.step(self.optimizer)  # skips steps with inf/NaN gradients
-                self.scaler.update()
-            else:
-                self.optimizer.step()
+            self._apply_gradients()
             total_loss += loss.item() * len(labels)
             correct += int((predictions == labels).sum())
             seen += len(labels)
@@ -321,11 +313,23 @@ class Trainer:
         return {"train_loss": total_loss / seen, "train_accuracy": correct / seen,
                 "lr": self.optimizer.param_groups[0]["lr"]}
 
-    def _eprop_update(self) -> None:
-        """One optimiser step inside an e-prop batch (``eprop_update="step"``)."""
+    def _apply_gradients(self) -> None:
+        """Clip (``grad_clip``) and apply the gradients in ``.grad``: one optimiser step,
+        through the fp16 loss scaler when there is one (it unscales before clipping and
+        skips a step whose gradients are not finite)."""
+        if self.scaler is not None:
+            self.scaler.unscale_(self.optimizer)
         if self.settings.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(self.network.parameters(), self.settings.grad_clip)
-        self.optimizer.step()
+        if self.scaler is None:
+            self.optimizer.step()
+            return
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+
+    def _eprop_update(self) -> None:
+        """One optimiser step inside an e-prop batch (``eprop_update="step"``)."""
+        self._apply_gradients()
         self.optimizer.zero_grad()
 
     @torch.no_grad()

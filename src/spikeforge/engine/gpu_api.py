@@ -141,7 +141,7 @@ def _array(tensor: torch.Tensor):
     return tensor.numpy()
 
 
-def _launch(kernel, n_batch: int, n_out: int, like: torch.Tensor, *args) -> None:
+def launch(kernel, n_batch: int, n_out: int, like: torch.Tensor, *args) -> None:
     """Run ``kernel`` with one block per sample on ``like``'s device and torch's stream."""
     threads = gpu_loop.threads_for(n_out)
     converted = [_array(a) if isinstance(a, torch.Tensor) else a for a in args]
@@ -153,7 +153,7 @@ def _launch(kernel, n_batch: int, n_out: int, like: torch.Tensor, *args) -> None
         kernel[n_batch, threads, stream](*converted)
 
 
-def _numpy_dtype(tensor: torch.Tensor) -> np.dtype:
+def numpy_dtype(tensor: torch.Tensor) -> np.dtype:
     return np.dtype(str(tensor.dtype).removeprefix("torch."))
 
 
@@ -161,6 +161,14 @@ def _dense_input(inputs: Events | torch.Tensor, like: torch.Tensor) -> torch.Ten
     if isinstance(inputs, Events):
         return torch.from_numpy(inputs.to_dense()).to(like)
     return inputs.to(like.dtype)
+
+
+def no_spikes(n_batch: int, like: torch.Tensor) -> tuple:
+    """Empty spike buffers ([B, 0] int32 and value dtype) and a zero count [B] for
+    readout launches."""
+    return (torch.zeros((n_batch, 0), dtype=torch.int32, device=like.device),
+            like.new_zeros((n_batch, 0)),
+            torch.zeros(n_batch, dtype=torch.int64, device=like.device))
 
 
 def _rec(w_rec: torch.Tensor | None, w_in: torch.Tensor) -> torch.Tensor:
@@ -180,28 +188,39 @@ def forward(inputs: Events | torch.Tensor, w_in: torch.Tensor, w_rec: torch.Tens
     n_out = w_in.shape[1]
     currents = torch.matmul(x, w_in).contiguous()
     table = neurons.table.to(w_in.dtype).contiguous()
-    kernel = gpu_specialise(gpu_loop.forward, neurons.model, _numpy_dtype(w_in))
+    kernel = gpu_specialise(gpu_loop.forward, neurons.model, numpy_dtype(w_in))
     rec = _rec(w_rec, w_in)
-    count = torch.zeros(n_batch, dtype=torch.int64, device=w_in.device)
     if not neurons.spiking:
         v_out = w_in.new_empty((n_batch, n_steps, n_out))
-        none_i = torch.zeros((n_batch, 0), dtype=torch.int32, device=w_in.device)
-        none_f = w_in.new_zeros((n_batch, 0))
-        _launch(kernel, n_batch, n_out, w_in, currents, rec, table, n_steps, False,
+        none_i, none_f, count = no_spikes(n_batch, w_in)
+        launch(kernel, n_batch, n_out, w_in, currents, rec, table, n_steps, False,
                 none_i, none_i, none_f, none_f, count, v_out)
         return v_out
-    key = (neurons.model.name, n_steps, n_out)
+
+    def run(step, unit, x1, x2, count):
+        launch(kernel, n_batch, n_out, w_in, currents, rec, table, n_steps, True, step,
+                unit, x1, x2, count, w_in.new_zeros((0, 0, 0)))
+
+    return record_spikes(neurons.model, n_batch, n_steps, n_out, w_in, run)
+
+
+def record_spikes(model: NeuronModel, n_batch: int, n_steps: int, n_out: int,
+                  like: torch.Tensor, run, prefix: str = "") -> DeviceSpikes:
+    """Run a spiking kernel through ``run(step, unit, x1, x2, count)`` into padded
+    buffers of a remembered capacity, re-running with larger buffers when a sample
+    overflowed (as the CPU drivers do); ``like`` gives the device and value dtype."""
+    key = (prefix + model.name, n_steps, n_out)
     cap = max(64, _capacity_hint.get(key, n_steps * n_out // 50 + 64))
-    two = neurons.model.n_spike_values > 1
+    two = model.n_spike_values > 1
+    count = torch.zeros(n_batch, dtype=torch.int64, device=like.device)
     while True:
         cap = min(cap, n_steps * n_out)
-        step = torch.zeros((n_batch, cap), dtype=torch.int32, device=w_in.device)
+        step = torch.zeros((n_batch, cap), dtype=torch.int32, device=like.device)
         unit = torch.zeros_like(step)
-        x1 = w_in.new_zeros((n_batch, cap))
-        x2 = w_in.new_zeros((n_batch, cap if two else 0))
+        x1 = like.new_zeros((n_batch, cap))
+        x2 = like.new_zeros((n_batch, cap if two else 0))
         count.zero_()
-        _launch(kernel, n_batch, n_out, w_in, currents, rec, table, n_steps, True, step,
-                unit, x1, x2, count, w_in.new_zeros((0, 0, 0)))
+        run(step, unit, x1, x2, count)
         most = int(count.max()) if n_batch else 0
         if most <= cap:
             break
@@ -233,7 +252,7 @@ def backward(inputs: Events | torch.Tensor, w_in: torch.Tensor, w_rec: torch.Ten
     n_out = w_in.shape[1]
     dtype = w_in.dtype
     table = neurons.table.to(dtype).contiguous()
-    kernel = gpu_specialise(gpu_loop.backward, neurons.model, _numpy_dtype(w_in))
+    kernel = gpu_specialise(gpu_loop.backward, neurons.model, numpy_dtype(w_in))
     rec = _rec(w_rec, w_in)
     trace = w_in.new_zeros((n_batch, n_steps, n_out))
     spiking = spikes is not None
@@ -242,12 +261,10 @@ def backward(inputs: Events | torch.Tensor, w_in: torch.Tensor, w_rec: torch.Ten
               spike_dldt.to(dtype).contiguous(), spikes.count)
         gv = w_in.new_zeros((0, 0, 0))
     else:
-        none_i = torch.zeros((n_batch, 0), dtype=torch.int32, device=w_in.device)
-        none_f = w_in.new_zeros((n_batch, 0))
-        sp = (none_i, none_i, none_f, none_f, none_f,
-              torch.zeros(n_batch, dtype=torch.int64, device=w_in.device))
+        none_i, none_f, none_count = no_spikes(n_batch, w_in)
+        sp = (none_i, none_i, none_f, none_f, none_f, none_count)
         gv = grad_v.detach().to(dtype).contiguous()
-    _launch(kernel, n_batch, n_out, w_in, rec, table, 1.0 / neurons.dt, n_steps, spiking,
+    launch(kernel, n_batch, n_out, w_in, rec, table, 1.0 / neurons.dt, n_steps, spiking,
             *sp, gv, float(min_vdot), trace)
     flat_trace = trace.reshape(-1, n_out)
     grad_w_in = x.reshape(-1, n_in).t() @ flat_trace

@@ -71,6 +71,72 @@ def zero_locals(a, b, c, d):
         d[r] = 0.0
 
 
+TEMPLATE_HELPERS = ("integrate_neurons", "spike_jump", "adjoint_neurons")
+"""Device-function templates the kernels here and in :mod:`gpu_delay_loop` share; bound
+to a model's maths by ``gpu_specialise`` like the kernels (in this order: a helper may
+call the ones before it)."""
+
+
+def integrate_neurons(v, i_syn, aux, table, spiking, b, n, count, out_step, out_unit,
+                      out_x1, out_x2, v_out):  # fmt: skip
+    """(Template helper.) One step of this thread's neurons: integrate; spiking: record a
+    threshold crossing into the sample's buffers (slot from the block's atomic counter
+    ``count``, kept when below ``cap``) and reset; readout: write V into ``v_out``."""
+    t = cuda.threadIdx.x
+    stride = cuda.blockDim.x
+    n_out = table.shape[1]
+    cap = out_step.shape[1]
+    for r in range(MAX_PER_THREAD):
+        j = t + r * stride
+        if j < n_out:
+            pj = factor_column(table, j)  # noqa: F821
+            vj, ij, aj = model_integrate(v[r], i_syn[r], aux[r], pj)  # noqa: F821
+            if spiking:
+                if model_margin(vj, ij, aj, pj) >= 0.0:  # noqa: F821
+                    slot = cuda.atomic.add(count, 0, 1)
+                    if slot < cap:
+                        x1, x2 = model_spike_values(vj, ij, aj, pj)  # noqa: F821
+                        out_step[b, slot] = n
+                        out_unit[b, slot] = j
+                        out_x1[b, slot] = x1
+                        if N_SPIKE_VALUES > 1:  # noqa: F821
+                            out_x2[b, slot] = x2
+                    vj, ij, aj = model_reset(vj, ij, aj, 1.0, 1.0, pj)  # noqa: F821
+            else:
+                v_out[b, n, j] = vj
+            v[r] = vj
+            i_syn[r] = ij
+            aux[r] = aj
+
+
+def spike_jump(lam_v, lam_i, lam_a, j, b, q, total, table, sp_x1, sp_x2, min_vdot):
+    """(Template helper.) The model's EventProp jump at spike ``q`` of sample b (neuron j,
+    owned by this thread) with total timing sensitivity ``total``."""
+    r = j // cuda.blockDim.x
+    pj = factor_column(table, j)  # noqa: F821
+    x1 = sp_x1[b, q]
+    x2 = sp_x2[b, q] if N_SPIKE_VALUES > 1 else 0.0  # noqa: F821
+    denom = max(model_jump_denominator(x1, x2, pj), min_vdot)  # noqa: F821
+    lam_v[r], lam_i[r], lam_a[r] = model_jump(  # noqa: F821
+        lam_v[r], lam_i[r], lam_a[r], x1, x2, total, denom, pj)
+
+
+def adjoint_neurons(lam_v, lam_i, lam_a, lam_i_next, table, spiking, grad_v, b, n):
+    """(Template helper.) The end of a backward step for this thread's neurons: readouts
+    add dL/dV of step n; keep lam_I in ``lam_i_next``; apply the transposed step map."""
+    t = cuda.threadIdx.x
+    stride = cuda.blockDim.x
+    n_out = table.shape[1]
+    for r in range(MAX_PER_THREAD):
+        j = t + r * stride
+        if j < n_out:
+            if not spiking:
+                lam_v[r] += grad_v[b, n, j]
+            lam_i_next[r] = lam_i[r]
+            lam_v[r], lam_i[r], lam_a[r] = model_adjoint_integrate(  # noqa: F821
+                lam_v[r], lam_i[r], lam_a[r], factor_column(table, j))  # noqa: F821
+
+
 def forward(currents, w_rec, table, n_steps, spiking, out_step, out_unit, out_x1, out_x2,
             out_count, v_out):  # fmt: skip
     """Simulate one sample per block (template: bound to a neuron model by
@@ -98,27 +164,12 @@ def forward(currents, w_rec, table, n_steps, spiking, out_step, out_unit, out_x1
     cuda.syncthreads()
     first = 0
     for n in range(n_steps):
+        integrate_neurons(v, i_syn, aux, table, spiking, b, n, count, out_step, out_unit,
+                          out_x1, out_x2, v_out)
         for r in range(MAX_PER_THREAD):
             j = t + r * stride
             if j < n_out:
-                pj = factor_column(table, j)  # noqa: F821
-                vj, ij, aj = model_integrate(v[r], i_syn[r], aux[r], pj)  # noqa: F821
-                if spiking:
-                    if model_margin(vj, ij, aj, pj) >= 0.0:  # noqa: F821
-                        slot = cuda.atomic.add(count, 0, 1)
-                        if slot < cap:
-                            x1, x2 = model_spike_values(vj, ij, aj, pj)  # noqa: F821
-                            out_step[b, slot] = n
-                            out_unit[b, slot] = j
-                            out_x1[b, slot] = x1
-                            if N_SPIKE_VALUES > 1:  # noqa: F821
-                                out_x2[b, slot] = x2
-                        vj, ij, aj = model_reset(vj, ij, aj, 1.0, 1.0, pj)  # noqa: F821
-                else:
-                    v_out[b, n, j] = vj
-                v[r] = vj
-                i_syn[r] = ij + currents[b, n, j]
-                aux[r] = aj
+                i_syn[r] += currents[b, n, j]
         if spiking:
             cuda.syncthreads()  # the step's spikes are all recorded
             total = count[0]
@@ -173,25 +224,13 @@ def backward(w_rec, table, inv_dt, n_steps, spiking, sp_step, sp_unit, sp_x1, sp
             for q in range(k_hi, k, -1):
                 j = sp_unit[b, q]
                 if j % stride == t:
-                    r = j // stride
                     total = 0.0
                     if has_rec:
                         for m in range(n_out):
                             total += w_rec[j, m] * drive[m]
                     total += sp_dldt[b, q]
-                    pj = factor_column(table, j)  # noqa: F821
-                    x1 = sp_x1[b, q]
-                    x2 = sp_x2[b, q] if N_SPIKE_VALUES > 1 else 0.0  # noqa: F821
-                    denom = max(model_jump_denominator(x1, x2, pj), min_vdot)  # noqa: F821
-                    lam_v[r], lam_i[r], lam_a[r] = model_jump(  # noqa: F821
-                        lam_v[r], lam_i[r], lam_a[r], x1, x2, total, denom, pj)
+                    spike_jump(lam_v, lam_i, lam_a, j, b, q, total, table, sp_x1, sp_x2,
+                               min_vdot)
             if has_rec:
                 cuda.syncthreads()  # everyone is done with drive before it is rewritten
-        for r in range(MAX_PER_THREAD):
-            j = t + r * stride
-            if j < n_out:
-                if not spiking:
-                    lam_v[r] += grad_v[b, n, j]
-                lam_i_next[r] = lam_i[r]
-                lam_v[r], lam_i[r], lam_a[r] = model_adjoint_integrate(  # noqa: F821
-                    lam_v[r], lam_i[r], lam_a[r], factor_column(table, j))  # noqa: F821
+        adjoint_neurons(lam_v, lam_i, lam_a, lam_i_next, table, spiking, grad_v, b, n)

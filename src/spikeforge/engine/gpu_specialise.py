@@ -8,8 +8,12 @@ thread-local state. :func:`gpu_specialise` binds them to the model's own functio
 compiled with ``numba.cuda.jit(device=True)`` (the same pure scalar arithmetic the CPU
 drivers compile with ``njit``: one source of truth), copies the template with those
 globals (as ``specialise`` does: a new function object over the template's code) and
-compiles it with ``numba.cuda.jit``. Compiled kernels are kept per (template, model,
-dtype) for the life of the process.
+compiles it with ``numba.cuda.jit``. The kernels' device-function helpers (the
+``TEMPLATE_HELPERS`` of :mod:`gpu_loop`, shared, and of the template's own module) are
+copied into the same globals as the kernel (so Numba's simulator, which swaps the
+``cuda`` module in a function's globals for the length of a launch, swaps it for the
+helpers too; separate dicts would race between the simulator's threads). Compiled
+kernels are kept per (template, model, dtype) for the life of the process.
 
 Under Numba's CUDA simulator (``NUMBA_ENABLE_CUDASIM=1``, set before numba is first
 imported) the same call gives kernels that run on the CPU, which is how the tests check
@@ -18,12 +22,14 @@ these kernels against the CPU drivers on machines without a GPU.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from functools import cache
 
 import numpy as np
 from numba import cuda, float32, float64
 
+from spikeforge.engine import gpu_loop
 from spikeforge.engine.specialise import copy_function, factor_column_function
 from spikeforge.neurons.base import NeuronModel
 
@@ -48,10 +54,16 @@ def _device_maths(model: NeuronModel) -> dict[str, object]:
 
 @cache
 def gpu_specialise(template: Callable, model: NeuronModel, dtype: np.dtype) -> Callable:
-    """``template`` (a kernel of :mod:`gpu_loop`) compiled by ``numba.cuda.jit`` with
-    ``model``'s maths bound in and thread-local state of ``dtype`` (float32 or
-    float64); launch it as ``kernel[blocks, threads](...)``."""
+    """``template`` (a kernel of :mod:`gpu_loop` or :mod:`gpu_delay_loop`) compiled by
+    ``numba.cuda.jit`` with ``model``'s maths bound in and thread-local state of
+    ``dtype`` (float32 or float64); launch it as ``kernel[blocks, threads](...)``."""
     state = STATE_DTYPES[np.dtype(dtype)]
     name = f"{template.__name__}__{model.name}_{np.dtype(dtype).name}"
     glob = {**template.__globals__, **_device_maths(model), "STATE_DTYPE": state}
+    module = sys.modules[template.__module__]
+    for owner in dict.fromkeys([gpu_loop, module]):
+        for helper_name in getattr(owner, "TEMPLATE_HELPERS", ()):
+            helper = getattr(owner, helper_name)
+            bound = copy_function(helper, f"{helper_name}__{model.name}", glob)
+            glob[helper_name] = cuda.jit(device=True)(bound)
     return cuda.jit(copy_function(template, name, glob))

@@ -18,7 +18,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -45,8 +44,9 @@ METHODS = ("eventprop", "bptt")
 class DelayCall(LayerCall):
     """:class:`~spikeforge.nn.functional.LayerCall` plus the delay ``mode``.
 
-    Delayed layers have no torch (CUDA) kernels: with CUDA parameters the compiled kernels
-    run on host copies and results and gradients are moved back to the parameters' device.
+    Used by the CPU kernels; CUDA layers run the fused kernels of
+    :mod:`spikeforge.nn.gpu_delays` where numba.cuda can use the GPU, and otherwise these
+    CPU kernels on host copies (results and gradients moved back to the device).
     """
 
     mode: str = "interpolate"
@@ -58,15 +58,19 @@ def _steps(delay: torch.Tensor | None, call: DelayCall, dtype) -> DelaySteps | N
     return DelaySteps.from_ms(engine_weight(delay), call.neurons.dt, call.mode, dtype)
 
 
-def _trace_input_grad(trace: np.ndarray, w: np.ndarray, d: DelaySteps) -> np.ndarray:
-    """dL/dx [B, T, in] for dense inputs: sum_j w_ij ((1-f) tr_j[n+q] + f tr_j[n+q+1])."""
+def trace_input_grad(trace: torch.Tensor, w: torch.Tensor, q: torch.Tensor,
+                     f: torch.Tensor) -> torch.Tensor:
+    """dL/dx [B, T, in] for dense inputs from the lam_I trace [B, T, N] and the weights,
+    whole-step delays and fractions [in, N]: sum_j w_ij ((1-f) tr_j[n+q] + f tr_j[n+q+1])
+    (one pair of GEMMs per distinct whole-step delay)."""
     n_batch, n_steps, n_out = trace.shape
-    padded = np.concatenate([trace, np.zeros((n_batch, d.max_q + 2, n_out), trace.dtype)], 1)
-    out = np.zeros((n_batch, n_steps, w.shape[0]), dtype=trace.dtype)
-    for q in np.unique(d.q):
-        mask = d.q == q
-        out += padded[:, q : q + n_steps] @ (w * (1.0 - d.f) * mask).T
-        out += padded[:, q + 1 : q + 1 + n_steps] @ (w * d.f * mask).T
+    max_q = int(q.max()) if q.numel() else 0
+    padded = torch.cat([trace, trace.new_zeros((n_batch, max_q + 2, n_out))], 1)
+    out = trace.new_zeros((n_batch, n_steps, w.shape[0]))
+    for value in torch.unique(q).tolist():
+        mask = q == value
+        out += padded[:, value : value + n_steps] @ (w * (1.0 - f) * mask).t()
+        out += padded[:, value + 1 : value + 1 + n_steps] @ (w * f * mask).t()
     return out
 
 
@@ -77,7 +81,7 @@ class DelayedFunction(torch.autograd.Function):
     def forward(ctx, x, w_in, d_in, w_rec, d_rec, call: DelayCall):
         inputs = call.upstream.events if call.upstream is not None else Events.from_dense(
             x.detach().cpu().numpy())
-        device = ctx.device = w_in.device  # CUDA: kernels run on host copies (see DelayCall)
+        device = ctx.device = w_in.device  # CUDA without fused kernels: host copies
         w_in_np, w_rec_np = engine_weight(w_in), None if w_rec is None else engine_weight(w_rec)
         dtype = w_in_np.dtype
         steps_in, steps_rec = _steps(d_in, call, dtype), _steps(d_rec, call, dtype)
@@ -120,8 +124,8 @@ class DelayedFunction(torch.autograd.Function):
             call.upstream.dldt += grads.input_dldt
             grad_x = torch.zeros((), dtype=x.dtype, device=x.device).expand(x.shape)
         elif need_x:
-            grad_x = torch.from_numpy(
-                _trace_input_grad(grads.lam_i_trace, synapses.w_in, synapses.d_in)).to(x)
+            grad_x = trace_input_grad(*(torch.from_numpy(a) for a in (
+                grads.lam_i_trace, synapses.w_in, synapses.d_in.q, synapses.d_in.f))).to(x)
         def back(array):
             return None if array is None else torch.from_numpy(array.T.copy()).to(ctx.device)
 
@@ -230,6 +234,11 @@ class _DelayedLayer(nn.Module):
         dtype = numpy_dtype(self.weight.dtype)
         if self.method == "bptt":
             return self._forward_bptt(x, upstream, d_in, d_rec)
+        if x.is_cuda:
+            from spikeforge.nn import gpu_delays  # imports this module
+
+            if gpu_delays.runs_fused(self, x):
+                return gpu_delays.run_fused(self, x, d_in, d_rec)
         call = DelayCall(
             neurons=NeuronArrays.from_params(self.params, self.out_features, self.dt, dtype),
             backend="event" if self.backend == "auto" else self.backend,

@@ -261,18 +261,24 @@ def _fd_events(seed, n_batch, n_inputs, dt, n_steps, window_ms=12.0):
     return Events.from_lists(samples, n_steps, n_inputs, np.float64)
 
 
-@pytest.mark.parametrize("recurrent, seed", [(False, 3), (True, 4)])
-def test_adlif_eventprop_matches_finite_differences(recurrent, seed):
+@pytest.mark.parametrize("recurrent, seed, init", [(False, 3, "fixed"), (True, 4, "fixed"),
+                                                  (True, 5, "uniform")])
+def test_adlif_eventprop_matches_finite_differences(recurrent, seed, init):
     """Every weight's EventProp gradient against a quadratic fit of the loss over
     spike-count-preserving perturbations of that weight, at dt = 2.5e-4 ms (as the LIF
-    and ALIF checks): the adjoint, its jump and the coupling terms."""
+    and ALIF checks): the adjoint, its jump and the coupling terms; ``uniform``: every
+    neuron with its own a, b, tau_adapt (adaptation_init="uniform")."""
     dt, n_inputs, n_hidden, n_classes = 2.5e-4, 4, 4, 2
     n_steps = int(35 / dt)
     events = _fd_events(seed, 2, n_inputs, dt, n_steps)
     torch.manual_seed(seed)
-    hidden = snn.AdLIF(n_inputs, n_hidden, recurrent=recurrent, dt=dt, tau_adapt=15.0, a=1.5,
-                       b=0.4, weight_mean=2.5, weight_std=0.8, recurrent_std=0.5,
+    params = AdLIFParams(tau_adapt=15.0, a=1.5, b=0.4, adaptation_init=init,
+                         a_range=(0.5, 2.0), b_range=(0.1, 0.6), tau_adapt_range=(8.0, 30.0))
+    hidden = snn.AdLIF(n_inputs, n_hidden, recurrent=recurrent, dt=dt, params=params,
+                       weight_mean=2.5, weight_std=0.8, recurrent_std=0.5,
                        dense_output=False)
+    if init == "uniform":
+        assert hidden.adaptation()["tau_adapt"].std() > 1.0  # the neurons differ
     net = torch.nn.Sequential(hidden, snn.LI(n_hidden, n_classes, dt=dt, weight_std=2.0))
     net = net.double()
     labels = torch.tensor([0, 1])
@@ -558,6 +564,37 @@ def test_learned_adaptation_with_eventprop_is_fixed_and_used_by_the_engine():
         layer.raw_b.fill_(3.0)  # b near its upper bound of 2: stronger adaptation
     after = layer(x)
     assert after.sum() < before.sum()
+
+
+def test_uniform_adaptation_init_draws_per_neuron_values_in_the_ranges():
+    params = AdLIFParams(adaptation_init="uniform", a_range=(-0.5, 1.0), b_range=(0.0, 0.5),
+                         tau_adapt_range=(30.0, 300.0))
+    torch.manual_seed(1)
+    layer = snn.AdLIF(6, 200, params=params)
+    values = layer.adaptation()
+    for name, (low, high) in (("a", params.a_range), ("b", params.b_range),
+                              ("tau_adapt", params.tau_adapt_range)):
+        v = values[name]
+        assert low < v.min() and v.max() < high, name
+        assert v.std() > 0.2 * (high - low), f"{name}: not spread over its range"
+    assert "raw_a" in dict(layer.named_buffers())  # EventProp: fixed values
+    torch.manual_seed(1)
+    same = snn.AdLIF(6, 200, params=params).adaptation()
+    assert all(torch.equal(same[k], values[k]) for k in values)  # seeded by torch's RNG
+    learned = snn.AdLIF(6, 20, params=AdLIFParams(adaptation_init="uniform",
+                                                  learn_adaptation=True), method="bptt")
+    assert "raw_b" in dict(learned.named_parameters())
+    x = torch.from_numpy((np.random.default_rng(2).random((2, 100, 6)) < 0.2).astype(float))
+    with torch.no_grad():  # the drawn values are what the engine simulates
+        layer_double = layer.double()
+        before = layer_double(x)
+        layer_double.raw_b.fill_(-10.0)  # b -> 0: no spike-triggered adaptation
+        assert layer_double(x).sum() > before.sum()
+
+
+def test_unknown_adaptation_init_is_refused():
+    with pytest.raises(SpikeforgeError, match="adaptation_init = 'gauss'"):
+        snn.AdLIF(3, 2, params=AdLIFParams(adaptation_init="gauss"))
 
 
 # --- validation ----------------------------------------------------------------------------

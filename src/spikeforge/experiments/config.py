@@ -94,6 +94,9 @@ class ModelConfig(_Strict):
     adlif_learn: bool = Field(
         False, description="adlif: learn per-neuron a, b, tau_w within the ranges below "
         "(train.method=bptt)")
+    adlif_init: Literal["fixed", "uniform"] = Field(
+        "fixed", description="adlif: 'uniform' draws every hidden neuron's a, b, tau_w "
+        "uniformly from the ranges below (fixed under EventProp, learned with adlif_learn)")
     adlif_a_range: tuple[float, float] = Field(
         (-1.0, 2.0), description="adlif_learn: (low, high) of a (dimensionless, low >= -1)")
     adlif_b_range: tuple[float, float] = Field(
@@ -119,7 +122,8 @@ class ModelConfig(_Strict):
             neuron = AdLIFParams(
                 self.tau_mem, self.tau_syn, self.threshold, spiking=True,
                 tau_adapt=self.adlif_tau_w, a=self.adlif_a, b=self.adlif_b,
-                learn_adaptation=self.adlif_learn, a_range=self.adlif_a_range,
+                learn_adaptation=self.adlif_learn, adaptation_init=self.adlif_init,
+                a_range=self.adlif_a_range,
                 b_range=self.adlif_b_range, tau_adapt_range=self.adlif_tau_w_range)
         layers = []
         for index, size in enumerate(self.hidden):

@@ -100,11 +100,11 @@ def _neuron_node(params, size: int, shape: tuple[int, ...], layer_spec, layer, n
     metadata."""
     model = model_of(params)
     if model.name in NIR_EXTENSIONS:
-        if getattr(params, "learn_adaptation", False):
+        if getattr(params, "per_neuron", False):
             raise SpikeforgeError(
-                "NIR export: an adLIF layer with learned per-neuron a, b, tau_w "
-                "(model.adlif_learn) has no NIR form yet; export a model trained with "
-                "fixed adaptation values")
+                "NIR export: an adLIF layer with per-neuron a, b, tau_w "
+                "(model.adlif_learn or model.adlif_init=uniform) has no NIR form yet; "
+                "export a model trained with one fixed set of adaptation values")
         base = lif.nir_node(lif.LIFParams(params.tau_mem, params.tau_syn, params.threshold,
                                           params.spiking), size, nir)
     else:

@@ -72,6 +72,10 @@ def _number(value) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
+ADAPTATION_INITS = ("fixed", "uniform")
+"""How a layer's per-neuron a, b, tau_adapt start (see :class:`AdLIFParams`)."""
+
+
 @dataclass(frozen=True)
 class AdLIFParams(lif.LIFParams):
     """adLIF: LIF plus an adaptation current w (same units as V and I)::
@@ -90,6 +94,10 @@ class AdLIFParams(lif.LIFParams):
         a_range, b_range, tau_adapt_range: (low, high) bounds of the learned values
             (a_range low >= -1, b_range low >= 0, tau_adapt_range low > dt, in ms); the
             initial values must lie strictly inside.
+        adaptation_init: ``"fixed"`` (every neuron starts at a, b, tau_adapt) or
+            ``"uniform"`` (every neuron draws its own a, b and tau_adapt uniformly from
+            the ranges above when the layer is built: a heterogeneous population, fixed
+            under EventProp, the starting point of learning with ``learn_adaptation``).
     """
 
     tau_adapt: float = 100.0
@@ -99,6 +107,12 @@ class AdLIFParams(lif.LIFParams):
     a_range: tuple[float, float] = (-1.0, 2.0)
     b_range: tuple[float, float] = (0.0, 2.0)
     tau_adapt_range: tuple[float, float] = (20.0, 300.0)
+    adaptation_init: str = "fixed"
+
+    @property
+    def per_neuron(self) -> bool:
+        """Whether every neuron has its own a, b, tau_adapt (learned or drawn)."""
+        return self.learn_adaptation or self.adaptation_init == "uniform"
 
     def __post_init__(self) -> None:
         for name in ("a_range", "b_range", "tau_adapt_range"):
@@ -123,14 +137,19 @@ class AdLIFParams(lif.LIFParams):
             raise SpikeforgeError(
                 f"{where}: b = {self.b!r} is outside its allowed range b >= 0 (the "
                 f"spike-triggered jump of w); set it to e.g. 0.5")
-        if self.learn_adaptation:
+        if self.adaptation_init not in ADAPTATION_INITS:
+            raise SpikeforgeError(
+                f"{where}: adaptation_init = {self.adaptation_init!r} is not one of "
+                f"{ADAPTATION_INITS}; use 'fixed' or 'uniform'")
+        if self.per_neuron:
+            drawn = self.adaptation_init == "uniform"
             for name, low_min, value in (("a", A_MIN, self.a), ("b", 0.0, self.b),
                                          ("tau_adapt", dt, tau)):
-                _check_range(getattr(self, f"{name}_range"), f"{name}_range", low_min, value,
-                             name, where)
+                _check_range(getattr(self, f"{name}_range"), f"{name}_range", low_min,
+                             None if drawn else value, name, where)
 
 
-def _check_range(bounds, field: str, low_min: float, value: float, name: str,
+def _check_range(bounds, field: str, low_min: float, value: float | None, name: str,
                  where: str) -> None:
     ok = (isinstance(bounds, tuple) and len(bounds) == 2 and all(_number(x) for x in bounds)
           and bounds[0] < bounds[1])
@@ -139,7 +158,7 @@ def _check_range(bounds, field: str, low_min: float, value: float, name: str,
         raise SpikeforgeError(
             f"{where}: {field} = {bounds!r} is outside its allowed range: it must be "
             f"(low, high) with low < high and low {relation} {low_min:g}")
-    if not bounds[0] < value < bounds[1]:
+    if value is not None and not bounds[0] < value < bounds[1]:
         raise SpikeforgeError(
             f"{where}: {name} = {value!r} is outside its allowed range {field} = "
             f"({bounds[0]:g}, {bounds[1]:g}) (a learned value starts strictly inside); "

@@ -10,8 +10,6 @@ output spikes ``[B, T, out]`` (or a token when ``dense_output=False`` with Event
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import nn
 
@@ -34,6 +32,9 @@ class AdLIF(LIF):
             sigmoid(raw), so it never leaves the range) and trained with
             ``method="bptt"``; with EventProp they are fixed buffers (the engine has no
             gradient for them). Initialised to a, b, tau_adapt.
+        adaptation_init: ``"uniform"`` gives every neuron its own a, b, tau_adapt drawn
+            uniformly in the ranges (torch's RNG, at construction): fixed buffers unless
+            learned by BPTT with ``learn_adaptation``.
         params: an :class:`~spikeforge.neurons.AdLIFParams` replacing the scalar
             settings (and giving the ranges).
 
@@ -43,21 +44,26 @@ class AdLIF(LIF):
     def __init__(self, in_features: int, out_features: int, recurrent: bool = False,
                  tau_mem: float = 20.0, tau_syn: float = 5.0, threshold: float = 1.0,
                  dt: float = 1.0, *, tau_adapt: float = 100.0, a: float = 0.5, b: float = 0.5,
-                 learn_adaptation: bool = False, params: AdLIFParams | None = None,
-                 **options) -> None:
+                 learn_adaptation: bool = False, adaptation_init: str = "fixed",
+                 params: AdLIFParams | None = None, **options) -> None:
         if params is None:
             params = AdLIFParams(tau_mem=tau_mem, tau_syn=tau_syn, threshold=threshold,
                                  tau_adapt=tau_adapt, a=a, b=b,
-                                 learn_adaptation=learn_adaptation)
+                                 learn_adaptation=learn_adaptation,
+                                 adaptation_init=adaptation_init)
         super().__init__(in_features, out_features, recurrent, dt=dt, params=params, **options)
-        if not params.learn_adaptation:
+        if not params.per_neuron:
             return
-        trainable = self.method == "bptt"
+        trainable = self.method == "bptt" and params.learn_adaptation
         dtype = torch.get_default_dtype()
         for name in LEARNED:
             low, high = getattr(params, f"{name}_range")
-            share = (getattr(params, name) - low) / (high - low)
-            raw = torch.full((out_features,), math.log(share / (1.0 - share)), dtype=dtype)
+            if params.adaptation_init == "uniform":
+                share = torch.rand(out_features, dtype=torch.float64).clamp(1e-3, 1 - 1e-3)
+            else:
+                share = torch.full((out_features,), (getattr(params, name) - low) / (high - low),
+                                   dtype=torch.float64)
+            raw = torch.log(share / (1.0 - share)).to(dtype)
             if trainable:
                 self.register_parameter(f"raw_{name}", nn.Parameter(raw))
             else:
@@ -65,8 +71,9 @@ class AdLIF(LIF):
 
     def extra_neuron_vectors(self) -> dict[str, torch.Tensor]:
         """Per-neuron a, b, tau_adapt (float64 [out], differentiable) for the model's
-        factor table; empty without ``learn_adaptation`` (the scalars of ``params``)."""
-        if not self.params.learn_adaptation:
+        factor table; empty without ``learn_adaptation`` or ``adaptation_init="uniform"``
+        (the scalars of ``params``)."""
+        if not self.params.per_neuron:
             return {}
         values = {}
         for name in LEARNED:

@@ -27,6 +27,7 @@ from spikeforge.nn.device_functional import (
     spike_timing_dense,
     upstream_record,
 )
+from spikeforge.nn.gpu_functional import dense_with_record
 from spikeforge.nn.records import attach
 from spikeforge.nn.time_constants import torch_table
 
@@ -88,10 +89,7 @@ class FusedDelayedFunction(torch.autograd.Function):
         if not neurons.spiking:
             return out
         ctx.spikes = out
-        dense = out.to_dense(dtype=x.dtype)
-        x1 = out.to_dense(out.x1)
-        x2 = out.to_dense(out.x2) if out.x2.shape[1] else x1
-        call.output = DeviceSpikeRecord(dense > 0, x1, x2, dt)
+        dense, call.output = dense_with_record(out, x.dtype, dt)
         return dense
 
     @staticmethod

@@ -21,6 +21,16 @@ from spikeforge.nn.device_functional import (
 )
 
 
+def dense_with_record(spikes: gpu_api.DeviceSpikes, dtype: torch.dtype,
+                      dt: float) -> tuple[torch.Tensor, DeviceSpikeRecord]:
+    """A fused layer's output: its spikes as a dense 0/1 tensor [B, T, N] of ``dtype``
+    and the :class:`DeviceSpikeRecord` (mask, per-spike values) consumers read."""
+    dense = spikes.to_dense(dtype=dtype)
+    x1 = spikes.to_dense(spikes.x1)
+    x2 = spikes.to_dense(spikes.x2) if spikes.x2.shape[1] else x1
+    return dense, DeviceSpikeRecord(dense > 0, x1, x2, dt)
+
+
 def fused_function(call: DeviceCall, x: torch.Tensor) -> type | None:
     """:class:`FusedEventPropFunction` when the fused kernels run this layer call (CUDA
     input, a GPU numba.cuda can use, a model and size the kernels cover), else None."""
@@ -44,10 +54,7 @@ class FusedEventPropFunction(torch.autograd.Function):
         if not call.spiking:
             return out
         ctx.spikes = out
-        dense = out.to_dense(dtype=x.dtype)
-        x1 = out.to_dense(out.x1)
-        x2 = out.to_dense(out.x2) if out.x2.shape[1] else x1
-        call.output = DeviceSpikeRecord(dense > 0, x1, x2, call.dt)
+        dense, call.output = dense_with_record(out, x.dtype, call.dt)
         return dense
 
     @staticmethod

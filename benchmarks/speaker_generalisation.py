@@ -8,6 +8,9 @@ Rows (``--rows``, comma-separated; default all):
 * ``lif_eventprop``, ``lif_bptt``: ``spikeforge train --config configs/shd_eventprop.yaml
   --data shd`` with ``--method eventprop`` / ``bptt``;
 * ``adlif_eventprop``, ``adlif_bptt``: the same with ``--set model.neuron=adlif``;
+* ``adlif_uniform_eventprop``, ``adlif_uniform_bptt``: adLIF with a heterogeneous
+  population (``model.adlif_init=uniform``: every neuron's a, b, tau_w drawn in
+  [-0.5, 1], [0, 0.4], [30, 300] ms; :data:`UNIFORM_ADLIF`);
 * ``snntorch_bptt``: the same network written with snnTorch 1.0 (``RSynaptic`` hidden
   layer, all-to-all recurrent, reset to zero, atan surrogate; ``Synaptic`` readout
   without reset), trained by BPTT on the same batches as spikeforge (the recipe's
@@ -50,8 +53,15 @@ ROWS: dict[str, dict[str, Any]] = {
     "lif_bptt": {"label": "LIF BPTT", "method": "bptt", "neuron": "lif"},
     "adlif_eventprop": {"label": "adLIF EventProp", "method": "eventprop", "neuron": "adlif"},
     "adlif_bptt": {"label": "adLIF BPTT", "method": "bptt", "neuron": "adlif"},
+    "adlif_uniform_eventprop": {"label": "adLIF EventProp, per-neuron a, b, tau_w",
+                                "method": "eventprop", "neuron": "adlif", "extra": "uniform"},
+    "adlif_uniform_bptt": {"label": "adLIF BPTT, per-neuron a, b, tau_w", "method": "bptt",
+                           "neuron": "adlif", "extra": "uniform"},
     "snntorch_bptt": {"label": "snnTorch BPTT (LIF)"},
 }
+UNIFORM_ADLIF = ["model.adlif_init=uniform", "model.adlif_a_range=[-0.5,1.0]",
+                 "model.adlif_b_range=[0.0,0.4]", "model.adlif_tau_w_range=[30.0,300.0]"]
+"""The settings of the ``adlif_uniform_*`` rows."""
 
 
 def _last_json(stdout: str) -> dict | None:
@@ -96,6 +106,9 @@ def command_of(row: str, data_dir: Path, epochs: int, seed: int, run_dir: Path,
                "--set", f"train.threads={threads}", "--json"]
     if spec["neuron"] != "lif":
         command += ["--set", f"model.neuron={spec['neuron']}"]
+    if spec.get("extra") == "uniform":
+        for setting in UNIFORM_ADLIF:
+            command += ["--set", setting]
     return command
 
 

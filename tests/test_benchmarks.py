@@ -138,3 +138,21 @@ def test_unknown_impl_is_a_one_line_error(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.startswith("error: unknown implementation")
     assert not (tmp_path / "r.jsonl").exists()
+
+
+def test_speaker_benchmark_uniform_adlif_rows_build_valid_configs(tmp_path):
+    """The ``adlif_uniform_*`` rows of benchmarks/speaker_generalisation.py pass settings
+    the config accepts, giving a hidden layer whose neurons differ in a, b, tau_w."""
+    import speaker_generalisation as sg
+
+    from spikeforge.experiments.config import load_config, parse_override
+    from spikeforge.neurons import AdLIFParams
+
+    for row in ("adlif_uniform_eventprop", "adlif_uniform_bptt"):
+        command = sg.command_of(row, tmp_path, 2, 0, tmp_path / row, 1)
+        sets = [command[i + 1] for i, arg in enumerate(command) if arg == "--set"]
+        assert all(s in sets for s in sg.UNIFORM_ADLIF)
+        config = load_config(sg.CONFIG, dict(parse_override(s) for s in sets))
+        params = config.model.network_spec(700, 20, 1.0, False).layers[0].neuron
+        assert isinstance(params, AdLIFParams) and params.adaptation_init == "uniform"
+        assert params.b_range == (0.0, 0.4) and params.tau_adapt_range == (30.0, 300.0)

@@ -7,7 +7,9 @@ Rows (``--rows``, comma-separated; default all):
   channel groups, L-BFGS), no epochs;
 * ``lif_eventprop``, ``lif_bptt``: ``spikeforge train --config configs/shd_eventprop.yaml
   --data shd`` with ``--method eventprop`` / ``bptt``;
-* ``adlif_eventprop``, ``adlif_bptt``: the same with ``--set model.neuron=adlif``;
+* ``adlif_eventprop``, ``adlif_bptt``: the same network with adLIF hidden neurons,
+  ``configs/shd_adlif.yaml`` (the LIF recipe plus the adLIF values: a = 0.5, b = 0.1,
+  tau_w = 100 ms);
 * ``adlif_uniform_eventprop``, ``adlif_uniform_bptt``: adLIF with a heterogeneous
   population (``model.adlif_init=uniform``: every neuron's a, b, tau_w drawn in
   [-0.5, 1], [0, 0.4], [30, 300] ms; :data:`UNIFORM_ADLIF`);
@@ -47,6 +49,8 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "configs" / "shd_eventprop.yaml"
+ADLIF_CONFIG = ROOT / "configs" / "shd_adlif.yaml"
+"""The LIF recipe with adLIF hidden neurons (the adLIF rows)."""
 ROWS: dict[str, dict[str, Any]] = {
     "logreg": {"label": "logistic regression (binned counts)"},
     "lif_eventprop": {"label": "LIF EventProp", "method": "eventprop", "neuron": "lif"},
@@ -100,12 +104,11 @@ def command_of(row: str, data_dir: Path, epochs: int, seed: int, run_dir: Path,
                 "--data-dir", str(data_dir), "--epochs", str(epochs), "--threads",
                 str(threads)]
     spec = ROWS[row]
-    command = [spikeforge_program(), "train", "--config", str(CONFIG),
+    config = ADLIF_CONFIG if spec["neuron"] == "adlif" else CONFIG
+    command = [spikeforge_program(), "train", "--config", str(config),
                "--data", "shd", "--data-dir", str(data_dir), "--epochs", str(epochs),
                "--seed", str(seed), "--method", spec["method"], "--out", str(run_dir),
                "--set", f"train.threads={threads}", "--json"]
-    if spec["neuron"] != "lif":
-        command += ["--set", f"model.neuron={spec['neuron']}"]
     if spec.get("extra") == "uniform":
         for setting in UNIFORM_ADLIF:
             command += ["--set", setting]

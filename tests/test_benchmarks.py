@@ -152,7 +152,8 @@ def test_speaker_benchmark_uniform_adlif_rows_build_valid_configs(tmp_path):
         command = sg.command_of(row, tmp_path, 2, 0, tmp_path / row, 1)
         sets = [command[i + 1] for i, arg in enumerate(command) if arg == "--set"]
         assert all(s in sets for s in sg.UNIFORM_ADLIF)
-        config = load_config(sg.CONFIG, dict(parse_override(s) for s in sets))
+        assert str(sg.ADLIF_CONFIG) in command
+        config = load_config(sg.ADLIF_CONFIG, dict(parse_override(s) for s in sets))
         params = config.model.network_spec(700, 20, 1.0, False).layers[0].neuron
         assert isinstance(params, AdLIFParams) and params.adaptation_init == "uniform"
         assert params.b_range == (0.0, 0.4) and params.tau_adapt_range == (30.0, 300.0)

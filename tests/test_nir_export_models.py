@@ -250,5 +250,5 @@ def test_adlif_round_trip_is_exact_through_its_extension(tmp_path):
 
 
 def test_adlif_with_learned_adaptation_is_refused_naming_the_fix(tmp_path):
-    with pytest.raises(SpikeforgeError, match="learned per-neuron a, b, tau_w"):
+    with pytest.raises(SpikeforgeError, match="per-neuron a, b, tau_w"):
         write_nir(_adlif(learn=True), tmp_path / "x.nir")

@@ -227,3 +227,41 @@ def test_layer_level_errors():
     bp = snn.LIF(3, 2, method="bptt")
     with pytest.raises(SpikeforgeError, match="same method"):
         bp(ev(torch.ones(1, 5, 2)))
+
+
+@pytest.mark.parametrize("recurrent", [False, True])
+def test_event_input_currents_equal_the_dense_gemm_with_the_same_gradients(recurrent):
+    """BPTT's sparse input projection (CSR events x weights) against the dense GEMM:
+    same currents, spikes, loss and weight gradients; counts above 1 and an empty
+    sample included."""
+    from spikeforge.nn.bptt_layers import event_currents
+
+    x = _inputs(5, n_batch=4, n_steps=50, n_in=9, rate=0.2)
+    x[1] = 0.0  # a sample without events
+    x[2, 10, 3] = 2.0  # a count of two
+    events = Events.from_dense(x.numpy())
+    torch.manual_seed(2)
+    w = torch.randn(6, 9, dtype=torch.float64, requires_grad=True)
+    g = torch.randn(4, 50, 6, dtype=torch.float64)
+    dense = x @ w.t()
+    (grad_dense,) = torch.autograd.grad((dense * g).sum(), w)
+    sparse = event_currents(events, w)
+    (grad_sparse,) = torch.autograd.grad((sparse * g).sum(), w)
+    torch.testing.assert_close(sparse, dense, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(grad_sparse, grad_dense, rtol=1e-12, atol=1e-12)
+
+    layers = []
+    for _ in range(2):
+        torch.manual_seed(3)
+        layers.append(snn.LIF(9, 7, recurrent=recurrent, weight_mean=1.5,
+                              method="bptt").double())  # fmt: skip
+    out_dense = layers[0](x)
+    out_events = layers[1](snn.event_input(events, torch.float64))
+    assert out_dense.sum() > 20, "the check needs spikes"
+    assert torch.equal(out_dense, out_events)
+    target = torch.randn_like(out_dense)
+    for layer, out in zip(layers, (out_dense, out_events)):
+        ((out * target).sum()).backward()
+    for a, b in zip(layers[0].parameters(), layers[1].parameters()):
+        torch.testing.assert_close(a.grad, b.grad, rtol=1e-10, atol=1e-12)
+    assert layers[1].weight.grad.abs().sum() > 0

@@ -1,14 +1,19 @@
 """Glue between spikeforge layers and the BPTT loops of :mod:`spikeforge.nn.bptt`.
 
-A layer built with ``method="bptt"`` turns its input into a dense tensor
-``[B, T, in]`` (sparse event inputs are densified on the weight's device), computes all
-input currents with one GEMM and runs the differentiable loop. Its output is a dense
+A layer built with ``method="bptt"`` computes all input currents ``[B, T, out]`` at once
+and runs the differentiable loop. Sparse event input (data, not another layer) goes
+through one sparse-dense product (a CSR matrix ``[B*T, in]`` of the events times the
+weights, :func:`event_currents`), which costs O(events x out) instead of the
+O(B x T x in x out) of a dense GEMM (on SHD with 10 delay lines, ~1 M events per batch of
+32 against 224 M dense entries); dense input goes through one GEMM. Its output is a dense
 tensor ``[B, T, out]`` carrying autograd history; the spikes are also stored as a
 :class:`SpikeRecord` in ``layer.last_record`` (for rates, rasters, energy counts) but
 not attached to the output, so consumers treat it as an ordinary dense tensor.
 """
 
 from __future__ import annotations
+
+import warnings
 
 import numpy as np
 import torch
@@ -63,6 +68,37 @@ def dense_input(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return x.to(device=weight.device, dtype=weight.dtype)
 
 
+def event_currents(events: Events, weight: torch.Tensor) -> torch.Tensor:
+    """Input currents ``[B, T, out]`` of sparse input events through ``weight``
+    ``[out, in]``: one CSR ``[B*T, in]`` x dense product (autograd gives the weight
+    gradient as the transposed product, O(events x out) both ways). The events are sorted
+    by (sample, step), so their rows b*T + step are already in CSR order."""
+    n_rows = events.n_batch * events.n_steps
+    rows = events.sample_index() * events.n_steps + events.step
+    crow = np.zeros(n_rows + 1, dtype=np.int64)
+    np.cumsum(np.bincount(rows, minlength=n_rows), out=crow[1:])
+    device, dtype = weight.device, weight.dtype
+    with warnings.catch_warnings():  # torch marks CSR tensors as beta on creation
+        warnings.simplefilter("ignore", UserWarning)
+        matrix = torch.sparse_csr_tensor(
+            torch.from_numpy(crow).to(device),
+            torch.from_numpy(events.unit.astype(np.int64)).to(device),
+            torch.from_numpy(events.value).to(device=device, dtype=dtype),
+            (n_rows, events.n_units), check_invariants=False,
+        )  # fmt: skip
+    out = matrix @ weight.t()
+    return out.reshape(events.n_batch, events.n_steps, weight.shape[0])
+
+
+def input_currents(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """All input currents ``[B, T, out]`` of ``layer``: sparse for event input, one GEMM
+    for a dense tensor."""
+    record = record_of(x)
+    if record is not None and x.numel() == 0 and not record.from_layer:
+        return event_currents(record.events, layer.weight)
+    return dense_input(layer, x) @ layer.weight.t()
+
+
 def bptt_loop(model, table: torch.Tensor, currents: torch.Tensor,
               w_rec: torch.Tensor | None, spiking: bool = True,
               surrogate: str = DEFAULT_SURROGATE, slope: float = DEFAULT_SLOPE,
@@ -92,7 +128,7 @@ def layer_bptt(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """Forward of a spikeforge layer with dense synapses by the BPTT loop: spikes (or V
     for a readout) ``[B, T, out]``."""
     table = torch_table(layer, layer.params, layer.out_features, layer.dt, layer.weight)
-    out = bptt_loop(layer.model, table, dense_input(layer, x) @ layer.weight.t(),
+    out = bptt_loop(layer.model, table, input_currents(layer, x),
                     getattr(layer, "recurrent_weight", None), layer.params.spiking,
                     layer.surrogate, layer.surrogate_slope)
     if layer.params.spiking:

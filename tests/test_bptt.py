@@ -260,8 +260,8 @@ def test_event_input_currents_equal_the_dense_gemm_with_the_same_gradients(recur
     assert out_dense.sum() > 20, "the check needs spikes"
     assert torch.equal(out_dense, out_events)
     target = torch.randn_like(out_dense)
-    for layer, out in zip(layers, (out_dense, out_events)):
+    for out in (out_dense, out_events):
         ((out * target).sum()).backward()
-    for a, b in zip(layers[0].parameters(), layers[1].parameters()):
+    for a, b in zip(layers[0].parameters(), layers[1].parameters(), strict=True):
         torch.testing.assert_close(a.grad, b.grad, rtol=1e-10, atol=1e-12)
     assert layers[1].weight.grad.abs().sum() > 0

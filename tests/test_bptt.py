@@ -202,6 +202,14 @@ def test_bptt_runs_on_cuda_and_matches_cpu():
     assert torch.equal(s_cpu, s_gpu.cpu())
     s_gpu.sum().backward()
     assert gpu.weight.grad.is_cuda
+    # sparse event input: the CSR product runs on the device, same spikes and gradient
+    token = snn.event_input(Events.from_dense(x.numpy()), torch.float64)
+    s_ev = gpu(token)
+    assert torch.equal(s_ev.cpu(), s_cpu)
+    grad_gpu = gpu.weight.grad.clone()
+    gpu.zero_grad()
+    s_ev.sum().backward()
+    torch.testing.assert_close(gpu.weight.grad, grad_gpu, rtol=1e-10, atol=1e-12)
 
 
 @pytest.mark.parametrize("overrides, message", [

@@ -72,7 +72,8 @@ def event_currents(events: Events, weight: torch.Tensor) -> torch.Tensor:
     """Input currents ``[B, T, out]`` of sparse input events through ``weight``
     ``[out, in]``: one CSR ``[B*T, in]`` x dense product (autograd gives the weight
     gradient as the transposed product, O(events x out) both ways). The events are sorted
-    by (sample, step), so their rows b*T + step are already in CSR order."""
+    by (sample, step), so their rows b*T + step are already in CSR order. Runs in
+    ``weight.dtype`` also under ``torch.autocast``."""
     n_rows = events.n_batch * events.n_steps
     rows = events.sample_index() * events.n_steps + events.step
     crow = np.zeros(n_rows + 1, dtype=np.int64)
@@ -86,7 +87,10 @@ def event_currents(events: Events, weight: torch.Tensor) -> torch.Tensor:
             torch.from_numpy(events.value).to(device=device, dtype=dtype),
             (n_rows, events.n_units), check_invariants=False,
         )  # fmt: skip
-    out = matrix @ weight.t()
+    # under autocast the product stays in the weight's dtype: it is a sum of weights (no
+    # GEMM to speed up), and torch's CPU CSR kernels have no half-precision version
+    with torch.autocast(device_type=device.type, enabled=False):
+        out = matrix @ weight.t()
     return out.reshape(events.n_batch, events.n_steps, weight.shape[0])
 
 

@@ -53,21 +53,6 @@ def configure_method(layer: nn.Module, method: str, surrogate: str, slope: float
                          layer.dt, name)
 
 
-def dense_input(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """Layer input as a dense ``[B, T, in]`` tensor in the weight's dtype and device."""
-    weight = layer.weight
-    record = record_of(x)
-    if record is not None and x.numel() == 0:
-        if record.from_layer:
-            raise SpikeforgeError(
-                f"{type(layer).__name__}: method='bptt' cannot take the sparse output of an "
-                f"EventProp layer; build every layer with the same method"
-            )
-        dense = record.events.to_dense(np.float64)
-        return torch.from_numpy(dense).to(device=weight.device, dtype=weight.dtype)
-    return x.to(device=weight.device, dtype=weight.dtype)
-
-
 def event_currents(events: Events, weight: torch.Tensor) -> torch.Tensor:
     """Input currents ``[B, T, out]`` of sparse input events through ``weight``
     ``[out, in]``: one CSR ``[B*T, in]`` x dense product (autograd gives the weight
@@ -96,11 +81,17 @@ def event_currents(events: Events, weight: torch.Tensor) -> torch.Tensor:
 
 def input_currents(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """All input currents ``[B, T, out]`` of ``layer``: sparse for event input, one GEMM
-    for a dense tensor."""
+    (in the weight's dtype and device) for a dense tensor."""
+    weight = layer.weight
     record = record_of(x)
-    if record is not None and x.numel() == 0 and not record.from_layer:
-        return event_currents(record.events, layer.weight)
-    return dense_input(layer, x) @ layer.weight.t()
+    if record is not None and x.numel() == 0:
+        if record.from_layer:
+            raise SpikeforgeError(
+                f"{type(layer).__name__}: method='bptt' cannot take the sparse output of an "
+                f"EventProp layer; build every layer with the same method"
+            )
+        return event_currents(record.events, weight)
+    return x.to(device=weight.device, dtype=weight.dtype) @ weight.t()
 
 
 def bptt_loop(model, table: torch.Tensor, currents: torch.Tensor,

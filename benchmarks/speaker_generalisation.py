@@ -298,7 +298,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, metavar="N", default=10,
                         help="training epochs of every SNN row (default 10)")
     parser.add_argument("--seeds", metavar="N|LIST", default="1",
-                        help="number of seeds (0..N-1) or a comma list such as 0,3 "
+                        help="number of seeds (0..N-1) or a comma list such as 0,3 or 2, "
                              "(default 1)")
     parser.add_argument("--rows", metavar="LIST", default=",".join(ROWS),
                         help=f"comma-separated rows (default all: {','.join(ROWS)})")
@@ -317,7 +317,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     rows = [r.strip() for r in args.rows.split(",") if r.strip()]
     try:
-        seeds = ([int(s) for s in args.seeds.split(",")] if "," in args.seeds
+        seeds = ([int(s) for s in args.seeds.split(",") if s.strip()] if "," in args.seeds
                  else list(range(int(args.seeds))))
     except ValueError:
         seeds = []

@@ -41,6 +41,33 @@ def test_from_dense_matches_reference(dtype, shape):
     np.testing.assert_array_equal(fast.to_dense(), x)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int32, np.int16, np.uint8,
+                                   np.bool_])
+@pytest.mark.parametrize("shape", [(4, 50, 37), (3, 20, 700), (2, 30, 3), (2, 9, 1)])
+def test_sparse_rows_word_scan_matches_reference(dtype, shape):
+    """Rows at SHD-like density (<= WORD_SCAN_MAX_DENSITY) take the 64-bit word scan:
+    odd row lengths put row starts and ends inside words; denser rows are mixed in."""
+    rng = np.random.default_rng(shape[2])
+    x = (rng.random(shape) < 0.015).astype(dtype)
+    x[0, : shape[1] // 3] = (rng.random((shape[1] // 3, shape[2])) < 0.5)  # dense rows
+    if np.dtype(dtype).kind == "f":
+        x[rng.random(shape) < 0.01] = -0.0  # non-zero word bits, zero value
+        x[x == 1] *= rng.integers(1, 4, int((x == 1).sum()))
+    fast, ref = Events.from_dense(x), Events.from_dense_reference(x)
+    _assert_identical(fast, ref)
+    assert ref.n_events > 0
+
+
+def test_word_scan_of_a_misaligned_tensor_view():
+    """A contiguous torch view that starts 4 bytes into a 64-bit word (rows of even length
+    take the word scan)."""
+    rng = np.random.default_rng(8)
+    x = torch.from_numpy((rng.random((5, 40, 38)) < 0.02).astype(np.float32))
+    view = x.reshape(-1)[1:].reshape(-1)[: 4 * 40 * 38].reshape(4, 40, 38)
+    assert view.is_contiguous() and view.data_ptr() % 8 == 4
+    _assert_identical(Events.from_dense(view), Events.from_dense_reference(view.numpy()))
+
+
 def test_order_is_sample_then_step_then_unit():
     x = np.zeros((2, 3, 4), np.float32)
     x[1, 0, 3] = 2.0

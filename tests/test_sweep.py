@@ -341,8 +341,11 @@ def test_cli_bad_input_is_one_line_before_work(tmp_path, monkeypatch, capsys):
 
 
 # -- real training (slow) -------------------------------------------------------------
-def _sweep_args(space, out, *extra):
-    sets = [item for key, value in TINY.items() for item in ("--set", f"{key}={value}")]
+def _sweep_args(space, out, *extra, swept=()):
+    """CLI arguments of a tiny sweep; TINY's settings of the ``swept`` paths are left out
+    (a path may not be both swept and fixed with --set)."""
+    sets = [item for key, value in TINY.items() if key not in swept
+            for item in ("--set", f"{key}={value}")]
     return ["sweep", "--space", str(space), "--out", str(out), *sets, "--json", *extra]
 
 
@@ -352,10 +355,11 @@ def test_12_trial_sweep_local_and_dask_agree_and_report_renders(tmp_path, artifa
                                   "model.tau_mem: {low: 10.0, high: 30.0}\n"
                                   "model.hidden: [[8], [16]]\n")
     common = ["--trials", "12", "--sampler", "random", "--workers", "2", "--pruner", "none"]
-    local = json.loads(run_cli(*_sweep_args(space, tmp_path / "local", *common)
+    swept = ("model.hidden",)
+    local = json.loads(run_cli(*_sweep_args(space, tmp_path / "local", *common, swept=swept)
                                ).stdout.splitlines()[-1])
     dask = json.loads(run_cli(*_sweep_args(space, tmp_path / "dask", *common, "--executor",
-                                           "dask")).stdout.splitlines()[-1])
+                                           "dask", swept=swept)).stdout.splitlines()[-1])
     assert local["n_complete"] == 12 and dask["n_complete"] == 12
     rows_local = trial_table(load_sweep(tmp_path / "local")[0])
     rows_dask = trial_table(load_sweep(tmp_path / "dask")[0])

@@ -28,29 +28,15 @@ from pathlib import Path
 
 import torch
 
-from spikeforge.convert.arch import load_ann
-from spikeforge.convert.evaluate import FS_MAX_STEPS, evaluate_latency, steps_to_match
-from spikeforge.convert.fs_fit import FSCode, fit_fs_codes, fs_output
-from spikeforge.convert.ifnet import convert_network
-from spikeforge.convert.images import load_images
-from spikeforge.convert.train_ann import ann_accuracy
-
-CALIBRATION_SIZE = 2000  # as convert_file's default
-PERCENTILE = 99.9
-
-
-def uniform_codes_with_gains(net, calibration: torch.Tensor, k_max: int) -> list[FSCode]:
-    """The uniform code K = 1..k_max on every population, each with fitted scales."""
-    x = calibration[:1000]
-    n_pop = len(net.stages)
-    return [FSCode((k,) * n_pop, fs_output(net, x, (k,) * n_pop, True)[1])
-            for k in range(1, k_max + 1)]
+from spikeforge.convert.api import load_model_and_data, prepare_conversion
+from spikeforge.convert.evaluate import FS_MAX_STEPS, evaluate_latency, within_1pt
+from spikeforge.convert.fs_fit import fit_fs_codes, uniform_fs_codes
+from spikeforge.errors import SpikeforgeError
 
 
 def summary(rows: list[dict], ann_acc: float) -> dict:
     """Steps within 1 point of the ANN and the row there."""
-    within = steps_to_match(rows, ann_acc)
-    at = next((r for r in rows if r["steps"] == within), None)
+    within, at = within_1pt(rows, ann_acc)
     return {"steps_within_1pt": within,
             "code": None if at is None else at.get("code"),
             "accuracy": None if at is None else at["accuracy"],
@@ -72,16 +58,17 @@ def main(argv: list[str] | None = None) -> int:
               "`spikeforge train-ann`", file=sys.stderr)
         return 2
     torch.set_num_threads(args.threads)
-    model, _ = load_ann(args.model)
-    splits = load_images(args.data, args.data_dir)
-    calibration = splits.train_x[:CALIBRATION_SIZE]
-    net = convert_network(model, calibration, PERCENTILE)
-    ann_acc = ann_accuracy(model, splits.test_x, splits.test_y)
+    try:
+        model, splits = load_model_and_data(args.model, args.data, args.data_dir)
+    except SpikeforgeError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    calibration, net, ann_acc = prepare_conversion(model, splits)
     k_max = min(args.k_max, FS_MAX_STEPS)
     t0 = time.perf_counter()
     variants = {
         "k_only": fit_fs_codes(net, calibration, k_max, fit_gains=False),
-        "gain_only": uniform_codes_with_gains(net, calibration, k_max),
+        "gain_only": uniform_fs_codes(net, calibration, k_max),
         "both": fit_fs_codes(net, calibration, k_max),
     }
     result = {"model": str(args.model), "data": args.data, "ann_test_accuracy": ann_acc,

@@ -32,7 +32,7 @@ from spikeforge.convert.evaluate import (
     FS_MAX_STEPS,
     evaluate_latency,
     latency_grid,
-    steps_to_match,
+    within_1pt,
 )
 from spikeforge.convert.fs_fit import fit_fs_codes
 from spikeforge.convert.ifnet import convert_network
@@ -44,6 +44,10 @@ from spikeforge.errors import SpikeforgeError
 
 DEFAULT_STEPS = {"rate": 256, "ttfs": 64, "fs": 8, "fs-fit": 8}
 """Default --steps: total for rate, per stage (x number of stages) for ttfs and fs."""
+PERCENTILE = 99.9
+"""Default activation percentile for threshold normalisation."""
+CALIBRATION_SIZE = 2000
+"""Default number of training images for normalisation and the fs-fit search."""
 
 
 def train_ann_file(data: str, out: Path, arch: str = "mlp", hidden: tuple[int, ...] = (128,),
@@ -71,9 +75,30 @@ def _prepare(out: Path, config_text: str) -> dict[str, Any] | None:
                           "another --out")
 
 
+def load_model_and_data(model_path: Path, data: str, data_dir: Path | None = None):
+    """The ANN of ``MODEL.pt`` and the image splits of ``data``; one-line error if the model
+    was trained on inputs of another shape."""
+    model, meta = load_ann(model_path)
+    splits = load_images(data, data_dir)
+    if tuple(splits.input_shape) != tuple(meta["input_shape"]):
+        raise SpikeforgeError(f"model {model_path} expects inputs {meta['input_shape']}, "
+                              f"dataset {data!r} has {list(splits.input_shape)}; use the "
+                              "dataset the model was trained on")
+    return model, splits
+
+
+def prepare_conversion(model, splits, percentile: float = PERCENTILE,
+                       calibration_size: int = CALIBRATION_SIZE):
+    """(calibration images, converted network, ANN test accuracy) as :func:`convert_file`
+    computes them before simulating."""
+    calibration = splits.train_x[:calibration_size]
+    net = convert_network(model, calibration, percentile)
+    return calibration, net, ann_accuracy(model, splits.test_x, splits.test_y)
+
+
 def convert_file(model_path: Path, data: str, method: str = "rate", steps: int | None = None,
-                 percentile: float = 99.9, out: Path | None = None,
-                 data_dir: Path | None = None, calibration_size: int = 2000,
+                 percentile: float = PERCENTILE, out: Path | None = None,
+                 data_dir: Path | None = None, calibration_size: int = CALIBRATION_SIZE,
                  threads: int = 0) -> dict[str, Any]:
     """Convert ``MODEL.pt``, evaluate accuracy vs latency on the test split, write ``out``.
 
@@ -88,12 +113,7 @@ def convert_file(model_path: Path, data: str, method: str = "rate", steps: int |
                               "fs-fit or all")
     if threads > 0:
         torch.set_num_threads(threads)
-    model, meta = load_ann(model_path)
-    splits = load_images(data, data_dir)
-    if tuple(splits.input_shape) != tuple(meta["input_shape"]):
-        raise SpikeforgeError(f"model {model_path} expects inputs {meta['input_shape']}, "
-                              f"dataset {data!r} has {list(splits.input_shape)}; use the "
-                              "dataset the model was trained on")
+    model, splits = load_model_and_data(model_path, data, data_dir)
     config = {"model": str(Path(model_path).resolve()), "data": data, "method": method,
               "steps": steps, "percentile": percentile, "calibration_size": calibration_size,
               "data_dir": str(data_dir) if data_dir else None}
@@ -102,9 +122,8 @@ def convert_file(model_path: Path, data: str, method: str = "rate", steps: int |
     done = _prepare(out, config_text)
     if done is not None:
         return done
-    calibration = splits.train_x[:calibration_size]
-    net = convert_network(model, calibration, percentile)
-    ann_acc = ann_accuracy(model, splits.test_x, splits.test_y)
+    calibration, net, ann_acc = prepare_conversion(model, splits, percentile,
+                                                   calibration_size)
     n_stages = len(net.stages)
     rows: list[dict[str, Any]] = []
     reported: dict[str, dict[str, Any]] = {}
@@ -119,10 +138,8 @@ def convert_file(model_path: Path, data: str, method: str = "rate", steps: int |
                                   codes=codes)
         rows += m_rows
         final = max(m_rows, key=lambda r: r["steps"])
-        within = steps_to_match(m_rows, ann_acc)
-        reported[m] = {**final, "steps_within_1pt": within,
-                       "at_within_1pt": next((r for r in m_rows if r["steps"] == within),
-                                             None)}
+        within, at = within_1pt(m_rows, ann_acc)
+        reported[m] = {**final, "steps_within_1pt": within, "at_within_1pt": at}
     seconds = time.perf_counter() - t0
     main = reported[methods[0]]
     results = {

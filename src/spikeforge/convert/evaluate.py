@@ -120,3 +120,10 @@ def steps_to_match(rows: list[dict[str, Any]], target: float, tolerance: float =
             break
         best = row["steps"]
     return best
+
+
+def within_1pt(rows: list[dict[str, Any]], target: float
+               ) -> tuple[int | None, dict[str, Any] | None]:
+    """:func:`steps_to_match` at 1 point of ``target`` and the row at that latency."""
+    within = steps_to_match(rows, target)
+    return within, next((r for r in rows if r["steps"] == within), None)

@@ -35,6 +35,8 @@ GAINS = tuple(2.0 ** (i / 4) for i in range(4, -9, -1))
 """Candidate code scales c_l: 2, 2^3/4, ..., 1/4. The largest coded value is
 c_l (1 - 2^-K): c_l = 2 lets K = 1 code {0, 1} exactly, c_l < 1 clips the rare largest
 activations (above the calibration percentile, or above c_l) for a finer step."""
+FIT_IMAGES = 1000
+"""Calibration images the codes are fitted and scored on (the first ones)."""
 GAIN_SAMPLE = 200_000
 """Activations per population used to choose its gain (strided subsample)."""
 
@@ -111,7 +113,7 @@ def fs_output(net: ConvertedNetwork, x: torch.Tensor, bits: tuple[int, ...],
 
 @torch.no_grad()
 def fit_fs_codes(net: ConvertedNetwork, calibration: torch.Tensor, k_max: int = 8,
-                 fit_gains: bool = True, batch_size: int = 1000) -> list[FSCode]:
+                 fit_gains: bool = True, batch_size: int = FIT_IMAGES) -> list[FSCode]:
     """Greedy per-population few-spike codes, one per total latency, fitted on
     ``calibration`` images ``[N, *input_shape]`` (training data, never the test split).
 
@@ -146,3 +148,14 @@ def fit_fs_codes(net: ConvertedNetwork, calibration: torch.Tensor, k_max: int = 
         bits = best[1]
         codes.append(FSCode(bits, best[0][2]))
     return sorted(codes, key=lambda c: c.steps)
+
+
+@torch.no_grad()
+def uniform_fs_codes(net: ConvertedNetwork, calibration: torch.Tensor, k_max: int = 8,
+                     batch_size: int = FIT_IMAGES) -> list[FSCode]:
+    """The uniform code, K = 1 .. ``k_max`` on every population, each with the scales
+    fitted as in :func:`fit_fs_codes` (the ablation of the per-population K)."""
+    x = calibration[:batch_size]
+    n_pop = len(net.stages)
+    return [FSCode((k,) * n_pop, fs_output(net, x, (k,) * n_pop)[1])
+            for k in range(1, k_max + 1)]

@@ -2,23 +2,19 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
+import sys
 
 import pytest
 
+from conftest import load_script
 from spikeforge.convert.api import convert_file, train_ann_file
-
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "fs_fit_ablation.py"
 
 
 @pytest.fixture(scope="module")
 def script():
-    spec = importlib.util.spec_from_file_location("fs_fit_ablation", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    yield load_script("fs_fit_ablation")
+    sys.modules.pop("fs_fit_ablation", None)
 
 
 def test_ablation_variants_and_agreement_with_convert(tmp_path, script, capsys):

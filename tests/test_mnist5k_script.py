@@ -3,24 +3,21 @@
 from __future__ import annotations
 
 import gzip
-import importlib.util
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from conftest import load_script
 from spikeforge.convert.images import load_images
 from spikeforge.data import mnist
-
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "mnist5k_to_idx.py"
 
 
 @pytest.fixture(scope="module")
 def script():
-    spec = importlib.util.spec_from_file_location("mnist5k_to_idx", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    yield load_script("mnist5k_to_idx")
+    sys.modules.pop("mnist5k_to_idx", None)
 
 
 def _csv(path: Path, n_per_class: int = 6, seed: int = 3) -> tuple[np.ndarray, np.ndarray]:

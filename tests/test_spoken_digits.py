@@ -7,21 +7,19 @@ it is missing, under CI (``CI=true``, where ``.ci/run`` installs it) they fail.
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import shutil
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
+from conftest import load_script
 from services import unavailable
 from spikeforge.data import cochlea, load_dataset
 from spikeforge.data.shd import read_event_file
 from spikeforge.errors import SpikeforgeError
 
 FS = 22050
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "make_spoken_digits.py"
 
 
 def tone(freq_hz: float, amplitude: float, seconds: float = 0.3, lead_s: float = 0.0):
@@ -36,11 +34,7 @@ def erb_number(f_hz):
 
 @pytest.fixture(scope="module")
 def script():
-    spec = importlib.util.spec_from_file_location("make_spoken_digits", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["make_spoken_digits"] = module  # dataclasses look their module up
-    spec.loader.exec_module(module)
-    yield module
+    yield load_script("make_spoken_digits")
     sys.modules.pop("make_spoken_digits", None)
 
 
